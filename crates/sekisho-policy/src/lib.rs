@@ -1,0 +1,189 @@
+//! sekisho's zone policy: the TOML configuration contract of DESIGN.md section 2,
+//! validated against the 三層分離 invariants and compiled for fast decisions.
+//!
+//! Pure: no I/O and no clock. The caller reads the file ([`load_str`]) and passes
+//! the time in ([`Policy::decide`]).
+//!
+//! ```
+//! use sekisho_policy::{load_str, Connection, Timestamp};
+//! let policy = load_str(r#"
+//!     [[zone]]
+//!     name = "lgwan"
+//!     kind = "lgwan"
+//!     prefixes = ["198.18.20.0/24"]
+//! "#, "example.toml").unwrap();
+//! let conn = Connection {
+//!     protocol: 6,
+//!     initiator: "198.18.20.1".parse().unwrap(),
+//!     responder: "198.18.20.2".parse().unwrap(),
+//!     responder_port: 443,
+//! };
+//! let d = policy.decide(&conn, Timestamp::from_secs(0));
+//! assert_eq!(policy.reason_name(d.reason).to_string(), "allow:intra-zone");
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod compile;
+mod error;
+mod load;
+mod model;
+mod raw;
+mod reason;
+mod time;
+
+use std::fmt;
+use std::net::IpAddr;
+
+pub use ipnetwork;
+
+pub use crate::error::{ConfigError, ConfigErrors};
+pub use crate::load::{load_str, DEFAULT_CONTROL_SOCKET, MAX_FLOW_CAPACITY, MAX_FLOW_TIMEOUT_S};
+pub use crate::model::{
+    App, Connection, Endpoint, Exception, ExceptionId, FlowSettings, Leg, Method, Mode, Path, PathId, Port,
+    PortId, PortRange, PortSide, Proto, Rule, RuleId, Service, ServiceId, Zone, ZoneId, ZoneKind,
+};
+pub use crate::reason::{Decision, Reason, ReasonName};
+pub use crate::time::Timestamp;
+
+/// A validated, compiled policy. Build one with [`load_str`].
+#[derive(Clone, Debug)]
+pub struct Policy {
+    mode: Mode,
+    control_socket: String,
+    flow: FlowSettings,
+    allow_ethertypes: Vec<u16>,
+    zones: Vec<Zone>,
+    ports: Vec<Port>,
+    services: Vec<Service>,
+    paths: Vec<Path>,
+    exceptions: Vec<Exception>,
+    rules: Vec<Rule>,
+    compiled: compile::Compiled,
+}
+
+impl Policy {
+    /// Enforce or monitor (`[daemon] mode`, default enforce).
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The control socket path (`[daemon] control_socket`).
+    pub fn control_socket(&self) -> &str {
+        &self.control_socket
+    }
+
+    /// Flow-table settings (`[flow]`).
+    pub fn flow(&self) -> &FlowSettings {
+        &self.flow
+    }
+
+    /// Non-IP ethertypes other than ARP that may pass within a port pair
+    /// (`[link] allow_ethertypes`, default empty).
+    pub fn allow_ethertypes(&self) -> &[u16] {
+        &self.allow_ethertypes
+    }
+
+    /// The zones, indexed by [`ZoneId`].
+    pub fn zones(&self) -> &[Zone] {
+        &self.zones
+    }
+
+    /// The ports, indexed by [`PortId`].
+    pub fn ports(&self) -> &[Port] {
+        &self.ports
+    }
+
+    /// The services, indexed by [`ServiceId`].
+    pub fn services(&self) -> &[Service] {
+        &self.services
+    }
+
+    /// The paths, indexed by [`PathId`].
+    pub fn paths(&self) -> &[Path] {
+        &self.paths
+    }
+
+    /// The exceptions, indexed by [`ExceptionId`].
+    pub fn exceptions(&self) -> &[Exception] {
+        &self.exceptions
+    }
+
+    /// The rules, indexed by [`RuleId`].
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The zone with this id.
+    pub fn zone(&self, id: ZoneId) -> Option<&Zone> {
+        self.zones.get(id.index())
+    }
+
+    /// The service with this id.
+    pub fn service(&self, id: ServiceId) -> Option<&Service> {
+        self.services.get(id.index())
+    }
+
+    /// The zone with this name.
+    pub fn zone_by_name(&self, name: &str) -> Option<ZoneId> {
+        self.zones.iter().position(|z| z.name == name).map(|i| ZoneId(i as u16))
+    }
+
+    /// The port an interface belongs to, and which side of it the interface is.
+    pub fn port_by_interface(&self, interface: &str) -> Option<(PortId, PortSide)> {
+        self.ports.iter().enumerate().find_map(|(i, p)| {
+            let id = PortId(i as u16);
+            if p.inside == interface {
+                Some((id, PortSide::Inside))
+            } else if p.outside == interface {
+                Some((id, PortSide::Outside))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The zone of an address: longest-prefix match over all zones, IPv4 and IPv6.
+    #[inline]
+    pub fn zone_of(&self, addr: IpAddr) -> Option<ZoneId> {
+        self.compiled.zone_of(addr)
+    }
+
+    /// Decide on a new connection (initiator → responder) at wall-clock time `now`:
+    /// intra-zone, then path legs, then unexpired exceptions, then rules, else the
+    /// deny reason naming the invariant. Allocation-free.
+    #[inline]
+    pub fn decide(&self, conn: &Connection, now: Timestamp) -> Decision {
+        self.compiled.decide(conn, now)
+    }
+
+    /// The full reason name: `allow:path:mail-textify/1`, `deny:no-rule`, ...
+    pub fn reason_name(&self, reason: Reason) -> ReasonName<'_> {
+        ReasonName { policy: self, reason }
+    }
+
+    /// An endpoint as written in the configuration (`zone:lgwan`, `198.18.40.10`).
+    pub fn endpoint_name<'a>(&'a self, endpoint: &'a Endpoint) -> EndpointName<'a> {
+        EndpointName { policy: self, endpoint }
+    }
+}
+
+/// An endpoint in configuration syntax, from [`Policy::endpoint_name`].
+#[derive(Copy, Clone, Debug)]
+pub struct EndpointName<'a> {
+    policy: &'a Policy,
+    endpoint: &'a Endpoint,
+}
+
+impl fmt::Display for EndpointName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.endpoint {
+            Endpoint::Zone(z) => match self.policy.zone(*z) {
+                Some(zone) => write!(f, "zone:{}", zone.name),
+                None => write!(f, "zone:#{}", z.0),
+            },
+            Endpoint::Net(n) if self.endpoint.is_single_host() => write!(f, "{}", n.ip()),
+            Endpoint::Net(n) => write!(f, "{n}"),
+        }
+    }
+}

@@ -1,0 +1,1171 @@
+//! Loading: TOML text → validated [`Policy`], collecting every problem.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use config::{Value, ValueKind};
+use ipnetwork::IpNetwork;
+use serde::de::DeserializeOwned;
+
+use crate::compile::{touched, Compiled};
+use crate::error::{ConfigError, ConfigErrors};
+use crate::model::{
+    App, Endpoint, Exception, FlowSettings, Leg, Method, Mode, Path, Port, PortRange, Proto, Rule, Service,
+    ServiceId, Zone, ZoneId, ZoneKind,
+};
+use crate::raw::{
+    describe, fields_of, one_line, str_key, type_name, Int, PortEntry, RawAlert, RawDaemon, RawException,
+    RawFlow, RawLeg, RawLink, RawPath, RawPort, RawRule, RawService, RawZone, Text,
+};
+use crate::time::parse_expires;
+use crate::Policy;
+
+/// The default control socket path.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/sekisho/control.sock";
+
+/// Largest accepted `[flow] capacity`.
+pub const MAX_FLOW_CAPACITY: usize = 100_000_000;
+
+/// Largest accepted flow timeout, in seconds (30 days).
+pub const MAX_FLOW_TIMEOUT_S: u64 = 30 * 24 * 3600;
+
+const SECTIONS: [&str; 10] =
+    ["daemon", "flow", "link", "zone", "port", "service", "path", "exception", "rule", "alert"];
+
+const MAX_NAME_CHARS: usize = 64;
+/// Legs per path: the engine caches a leg number in 8 bits of a flow's verdict word.
+pub const MAX_LEGS: usize = 255;
+
+/// Parse and validate TOML text (via the `config` crate); `origin` (e.g. the
+/// file path) prefixes every error.
+pub fn load_str(text: &str, origin: &str) -> Result<Policy, ConfigErrors> {
+    let fail = |errors| ConfigErrors { origin: origin.to_owned(), errors };
+    let root = match parse_root(text) {
+        Ok(r) => r,
+        Err(message) => return Err(fail(vec![ConfigError { item: "TOML syntax".to_owned(), message }])),
+    };
+    let mut l = Loader::default();
+    let policy = l.load(root);
+    match policy {
+        Some(p) if l.errors.is_empty() => Ok(p),
+        _ => {
+            if l.errors.is_empty() {
+                // Unreachable by construction; never load a half-built policy.
+                l.err("policy", "internal error: validation incomplete".to_owned());
+            }
+            Err(fail(l.errors))
+        }
+    }
+}
+
+fn parse_root(text: &str) -> Result<config::Map<String, Value>, String> {
+    let cfg = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()
+        .map_err(|e| one_line(&e.to_string()))?;
+    cfg.try_deserialize::<config::Map<String, Value>>().map_err(|e| describe(&e))
+}
+
+/// How a reference by name resolved.
+enum Ref<T> {
+    Found(T),
+    /// The named item exists but has errors of its own (already reported).
+    Broken,
+    /// Reported as an error here.
+    Missing,
+}
+
+#[derive(Default)]
+struct Loader {
+    errors: Vec<ConfigError>,
+    zones: Vec<Zone>,
+    zone_ids: HashMap<String, ZoneId>,
+    broken_zones: HashSet<String>,
+    /// False once any zone has an error: zone membership is then uncertain, so
+    /// the invariant checks (which depend on it) are skipped.
+    zones_ok: bool,
+    invariants_skipped: bool,
+    prefix_index: Vec<(IpNetwork, ZoneId)>,
+    /// Every zone prefix seen so far (broken zones included) → its zone's name.
+    seen_prefixes: HashMap<IpNetwork, String>,
+    services: Vec<Service>,
+    service_ids: HashMap<String, ServiceId>,
+    broken_services: HashSet<String>,
+}
+
+/// What kind of item an invariant check is about.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Shape {
+    Rule,
+    Leg { method: Method },
+    Exception,
+}
+
+impl Loader {
+    fn err(&mut self, item: &str, message: String) {
+        self.errors.push(ConfigError { item: item.to_owned(), message });
+    }
+
+    fn load(&mut self, mut root: config::Map<String, Value>) -> Option<Policy> {
+        let mut unknown: Vec<String> =
+            root.keys().filter(|k| !SECTIONS.contains(&k.as_str())).cloned().collect();
+        unknown.sort();
+        for k in unknown {
+            root.remove(&k);
+            let hint = suggest(&k, SECTIONS.iter().copied());
+            self.err(
+                "top level",
+                format!("unknown section `{k}`{hint}; accepted sections: {}", SECTIONS.join(", ")),
+            );
+        }
+
+        let daemon = self.table_section::<RawDaemon>(&mut root, "daemon");
+        let (mode, control_socket) = self.daemon(daemon);
+        let flow = self.table_section::<RawFlow>(&mut root, "flow");
+        let flow = self.flow(flow);
+        let link = self.table_section::<RawLink>(&mut root, "link");
+        let allow_ethertypes = self.link(link);
+
+        self.zones_ok = true;
+        for (i, v) in self.array_section(&mut root, "zone").into_iter().enumerate() {
+            self.zone(i, v);
+        }
+        self.prefix_index = self
+            .zones
+            .iter()
+            .enumerate()
+            .flat_map(|(i, z)| z.prefixes.iter().map(move |p| (*p, ZoneId(i as u16))))
+            .collect();
+
+        let mut ports = Vec::new();
+        let mut interfaces: HashMap<String, String> = HashMap::new();
+        let mut port_names: HashMap<String, usize> = HashMap::new();
+        for (i, v) in self.array_section(&mut root, "port").into_iter().enumerate() {
+            if let Some(p) = self.port(i, v, &mut interfaces, &mut port_names) {
+                ports.push(p);
+            }
+        }
+
+        for (i, v) in self.array_section(&mut root, "service").into_iter().enumerate() {
+            self.service(i, v);
+        }
+
+        let mut paths = Vec::new();
+        let mut path_names = HashMap::new();
+        for (i, v) in self.array_section(&mut root, "path").into_iter().enumerate() {
+            if let Some(p) = self.path(i, v, &mut path_names) {
+                paths.push(p);
+            }
+        }
+
+        let mut exceptions = Vec::new();
+        let mut exception_names = HashMap::new();
+        for (i, v) in self.array_section(&mut root, "exception").into_iter().enumerate() {
+            if let Some(e) = self.exception(i, v, &mut exception_names) {
+                exceptions.push(e);
+            }
+        }
+
+        let mut rules = Vec::new();
+        let mut rule_names = HashMap::new();
+        for (i, v) in self.array_section(&mut root, "rule").into_iter().enumerate() {
+            if let Some(r) = self.rule(i, v, &mut rule_names) {
+                rules.push(r);
+            }
+        }
+
+        let _alert: Option<RawAlert> = self.table_section(&mut root, "alert");
+
+        if self.invariants_skipped {
+            self.err(
+                "policy",
+                "the separation invariants were not checked because some [[zone]] has errors; \
+                 fix those and load again"
+                    .to_owned(),
+            );
+        }
+        if !self.errors.is_empty() {
+            return None;
+        }
+        let zones = std::mem::take(&mut self.zones);
+        let services = std::mem::take(&mut self.services);
+        let compiled = Compiled::build(&zones, &services, &paths, &exceptions, &rules);
+        Some(Policy {
+            mode,
+            control_socket,
+            flow,
+            allow_ethertypes,
+            zones,
+            ports,
+            services,
+            paths,
+            exceptions,
+            rules,
+            compiled,
+        })
+    }
+
+    // ---- generic item handling -------------------------------------------------
+
+    /// Deserialise one table into `T`: every unknown key is reported (and
+    /// dropped), then missing keys and wrong types are reported by serde.
+    fn item<T: DeserializeOwned>(&mut self, item: &str, v: Value, what: &str) -> Option<T> {
+        let ValueKind::Table(mut table) = v.kind else {
+            let found = type_name(&v);
+            self.err(item, format!("{what} must be a table of keys, found {found}"));
+            return None;
+        };
+        let fields = fields_of::<T>();
+        let mut unknown: Vec<String> =
+            table.keys().filter(|k| !fields.contains(&k.as_str())).cloned().collect();
+        unknown.sort();
+        for k in unknown {
+            table.remove(&k);
+            let msg = if fields.is_empty() {
+                format!("unknown key `{k}`: {what} takes no keys yet; remove it")
+            } else {
+                let hint = suggest(&k, fields.iter().copied());
+                format!("unknown key `{k}`{hint}; accepted keys: {}", fields.join(", "))
+            };
+            self.err(item, msg);
+        }
+        match T::deserialize(Value::new(None, ValueKind::Table(table))) {
+            Ok(x) => Some(x),
+            Err(e) => {
+                self.err(item, describe(&e));
+                None
+            }
+        }
+    }
+
+    fn table_section<T: DeserializeOwned>(
+        &mut self,
+        root: &mut config::Map<String, Value>,
+        key: &str,
+    ) -> Option<T> {
+        let item = format!("[{key}]");
+        let v = root.remove(key)?;
+        if let ValueKind::Array(_) = v.kind {
+            self.err(&item, format!("`{key}` must be a single table: write [{key}], not [[{key}]]"));
+            return None;
+        }
+        self.item(&item, v, &item)
+    }
+
+    fn array_section(&mut self, root: &mut config::Map<String, Value>, key: &str) -> Vec<Value> {
+        let Some(v) = root.remove(key) else {
+            return Vec::new();
+        };
+        match v.kind {
+            ValueKind::Array(items) if items.len() > usize::from(u16::MAX) => {
+                self.err(
+                    &format!("[[{key}]]"),
+                    format!(
+                        "too many [[{key}]] entries ({}); at most {} are supported",
+                        items.len(),
+                        u16::MAX
+                    ),
+                );
+                Vec::new()
+            }
+            ValueKind::Array(items) => items,
+            _ => {
+                let found = type_name(&v);
+                self.err(
+                    &format!("[[{key}]]"),
+                    format!("`{key}` must be a list of tables: write each one as [[{key}]], found {found}"),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    // ---- [daemon], [flow], [link] --------------------------------------------
+
+    fn daemon(&mut self, raw: Option<RawDaemon>) -> (Mode, String) {
+        let mut mode = Mode::Enforce;
+        let mut socket = DEFAULT_CONTROL_SOCKET.to_owned();
+        let Some(raw) = raw else {
+            return (mode, socket);
+        };
+        if let Some(Text(m)) = raw.mode {
+            match parse_choice(&m, &Mode::ALL, |x| x.as_str()) {
+                Ok(x) => mode = x,
+                Err(e) => self.err("[daemon]", format!("unknown mode {e}")),
+            }
+        }
+        if let Some(Text(s)) = raw.control_socket {
+            if !s.starts_with('/') || s.len() > 107 || s.contains('\0') {
+                self.err(
+                    "[daemon]",
+                    format!(
+                        "control_socket {s:?} must be an absolute path of at most 107 bytes \
+                         (e.g. \"{DEFAULT_CONTROL_SOCKET}\")"
+                    ),
+                );
+            } else {
+                socket = s;
+            }
+        }
+        (mode, socket)
+    }
+
+    fn flow(&mut self, raw: Option<RawFlow>) -> FlowSettings {
+        let mut f = FlowSettings::default();
+        let Some(raw) = raw else {
+            return f;
+        };
+        if let Some(Int(c)) = raw.capacity {
+            match usize::try_from(c) {
+                Ok(c) if (1..=MAX_FLOW_CAPACITY).contains(&c) => f.capacity = c,
+                _ => self.err(
+                    "[flow]",
+                    format!("capacity = {c} is out of range; it must be between 1 and {MAX_FLOW_CAPACITY}"),
+                ),
+            }
+        }
+        let timeouts = [
+            ("tcp_syn_timeout_s", raw.tcp_syn_timeout_s, &mut f.tcp_syn_timeout_s),
+            ("tcp_established_timeout_s", raw.tcp_established_timeout_s, &mut f.tcp_established_timeout_s),
+            ("tcp_closing_timeout_s", raw.tcp_closing_timeout_s, &mut f.tcp_closing_timeout_s),
+            ("udp_timeout_s", raw.udp_timeout_s, &mut f.udp_timeout_s),
+            ("icmp_timeout_s", raw.icmp_timeout_s, &mut f.icmp_timeout_s),
+        ];
+        let mut errs = Vec::new();
+        for (key, value, slot) in timeouts {
+            if let Some(Int(v)) = value {
+                match u64::try_from(v) {
+                    Ok(v) if (1..=MAX_FLOW_TIMEOUT_S).contains(&v) => *slot = v,
+                    _ => errs.push(format!(
+                        "{key} = {v} is out of range; it must be a positive number of seconds, \
+                         at most {MAX_FLOW_TIMEOUT_S} (30 days)"
+                    )),
+                }
+            }
+        }
+        for e in errs {
+            self.err("[flow]", e);
+        }
+        f
+    }
+
+    fn link(&mut self, raw: Option<RawLink>) -> Vec<u16> {
+        let mut out: Vec<u16> = Vec::new();
+        let Some(list) = raw.and_then(|r| r.allow_ethertypes) else {
+            return out;
+        };
+        for Int(v) in list {
+            let Ok(t) = u16::try_from(v) else {
+                self.err("[link]", format!("allow_ethertypes: {v} is not an ethertype (0x0600-0xffff)"));
+                continue;
+            };
+            let why = match t {
+                0..=0x05ff => Some("is an 802.3 length, not an ethertype (ethertypes are 0x0600-0xffff)"),
+                0x0800 => Some("is IPv4, which the zone policy judges; remove it"),
+                0x86dd => Some("is IPv6, which the zone policy judges; remove it"),
+                0x0806 => Some("is ARP, which always passes within a port pair; remove it"),
+                0x8100 | 0x88a8 | 0x9100 => Some("is a VLAN tag, which the engine parses through; remove it"),
+                _ => None,
+            };
+            if let Some(why) = why {
+                self.err("[link]", format!("allow_ethertypes: {t:#06x} {why}"));
+            } else if out.contains(&t) {
+                self.err("[link]", format!("allow_ethertypes: {t:#06x} is listed twice; remove one"));
+            } else {
+                out.push(t);
+            }
+        }
+        out
+    }
+
+    // ---- zones ------------------------------------------------------------------
+
+    fn zone(&mut self, i: usize, v: Value) {
+        let label = label("zone", &v, i);
+        let raw_name = str_key(&v, "name").map(str::to_owned);
+        let Some(raw) = self.item::<RawZone>(&label, v, "a [[zone]]") else {
+            self.zones_ok = false;
+            if let Some(n) = raw_name {
+                self.broken_zones.insert(n);
+            }
+            return;
+        };
+        // Unknown keys (already reported and dropped) do not make the zone's
+        // content uncertain: count only the problems found from here on.
+        let n_errors = self.errors.len();
+        let name = raw.name.0;
+        let name_ok = self.name_usable(&label, name_problem("zone", &name, &self.zone_ids));
+        let kind = match parse_choice(&raw.kind.0, &ZoneKind::ALL, |k| k.as_str()) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                self.err(&label, format!("unknown kind {e}"));
+                None
+            }
+        };
+        if raw.prefixes.is_empty() {
+            self.err(
+                &label,
+                "has no prefixes; list the zone's networks, e.g. prefixes = [\"198.18.20.0/24\"]".to_owned(),
+            );
+        }
+        let mut prefixes: Vec<IpNetwork> = Vec::new();
+        for Text(p) in &raw.prefixes {
+            match parse_network(p, true) {
+                Err(e) => self.err(&label, format!("prefix {e}")),
+                Ok(net) => {
+                    if prefixes.contains(&net) {
+                        self.err(&label, format!("prefix {net} is listed twice; remove one"));
+                        continue;
+                    }
+                    if let Some(other) = self.seen_prefixes.get(&net).cloned() {
+                        self.err(
+                            &label,
+                            format!(
+                                "prefix {net} is also in zone {other:?}; an address must belong to \
+                                 exactly one zone, so remove it from one of them"
+                            ),
+                        );
+                        continue;
+                    }
+                    self.seen_prefixes.insert(net, name.clone());
+                    prefixes.push(net);
+                }
+            }
+        }
+        if self.errors.len() != n_errors {
+            self.zones_ok = false;
+        }
+        match (name_ok, kind) {
+            (true, Some(kind)) if self.errors.len() == n_errors => {
+                self.zone_ids.insert(name.clone(), ZoneId(self.zones.len() as u16));
+                self.zones.push(Zone { name, kind, prefixes });
+            }
+            (true, _) => {
+                self.broken_zones.insert(name);
+            }
+            _ => {}
+        }
+    }
+
+    fn zone_ref(&mut self, item: &str, what: &str, name: &str) -> Ref<ZoneId> {
+        if let Some(id) = self.zone_ids.get(name) {
+            return Ref::Found(*id);
+        }
+        if self.broken_zones.contains(name) {
+            return Ref::Broken;
+        }
+        let hint = suggest(name, self.zone_ids.keys().map(String::as_str));
+        let mut defined: Vec<&str> = self.zone_ids.keys().map(String::as_str).collect();
+        defined.sort();
+        let msg = format!(
+            "{what} names zone {name:?}, which is not defined{hint}; defined zones: {}",
+            list_or_none(&defined)
+        );
+        self.err(item, msg);
+        Ref::Missing
+    }
+
+    // ---- ports ------------------------------------------------------------------
+
+    fn port(
+        &mut self,
+        i: usize,
+        v: Value,
+        interfaces: &mut HashMap<String, String>,
+        names: &mut HashMap<String, usize>,
+    ) -> Option<Port> {
+        let label = label("port", &v, i);
+        let n_errors = self.errors.len();
+        let raw = self.item::<RawPort>(&label, v, "a [[port]]")?;
+        let name = raw.name.0;
+        let name_ok = self.name_usable(&label, name_problem("port", &name, names));
+        if name_ok {
+            names.insert(name.clone(), i);
+        }
+        let zone = self.zone_ref(&label, "`zone`", &raw.zone.0);
+        let (inside, outside) = (raw.inside.0, raw.outside.0);
+        for (key, iface) in [("inside", &inside), ("outside", &outside)] {
+            if let Err(e) = check_interface(iface) {
+                self.err(&label, format!("{key} {e}"));
+                continue;
+            }
+            if let Some(other) = interfaces.get(iface) {
+                let msg = format!(
+                    "{key} interface {iface:?} is already used by {other}; each interface \
+                     belongs to exactly one port"
+                );
+                self.err(&label, msg);
+            } else {
+                interfaces.insert(iface.clone(), label.clone());
+            }
+        }
+        if inside == outside {
+            self.err(
+                &label,
+                format!(
+                    "inside and outside are both {inside:?}; a port is a pair of two different \
+                     interfaces (toward the hosts, toward the core router)"
+                ),
+            );
+        }
+        match zone {
+            Ref::Found(zone) if self.errors.len() == n_errors => Some(Port { name, zone, inside, outside }),
+            _ => None,
+        }
+    }
+
+    // ---- services -------------------------------------------------------------
+
+    fn service(&mut self, i: usize, v: Value) {
+        let label = label("service", &v, i);
+        let raw_name = str_key(&v, "name").map(str::to_owned);
+        let Some(raw) = self.item::<RawService>(&label, v, "a [[service]]") else {
+            if let Some(n) = raw_name {
+                self.broken_services.insert(n);
+            }
+            return;
+        };
+        let n_errors = self.errors.len();
+        let name = raw.name.0;
+        let name_ok = self.name_usable(&label, name_problem("service", &name, &self.service_ids));
+        let proto = match parse_choice(&raw.proto.0, &Proto::ALL, |p| p.as_str()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.err(&label, format!("unknown proto {e}"));
+                None
+            }
+        };
+        let app = match raw.app {
+            None => Some(App::Any),
+            Some(Text(a)) => match parse_choice(&a, &App::ALL, |a| a.as_str()) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    self.err(&label, format!("unknown app {e}"));
+                    None
+                }
+            },
+        };
+        let mut ports = Vec::new();
+        let entries = raw.ports.unwrap_or_default();
+        for e in &entries {
+            match parse_port_entry(e) {
+                Ok(r) => ports.push(r),
+                Err(msg) => self.err(&label, msg),
+            }
+        }
+        if let Some(proto) = proto {
+            if proto.has_ports() && entries.is_empty() {
+                self.err(
+                    &label,
+                    format!(
+                        "a {} service needs `ports`, e.g. ports = [25] or ports = [\"8000-8080\"]",
+                        proto.as_str()
+                    ),
+                );
+            } else if !proto.has_ports() && !entries.is_empty() {
+                self.err(
+                    &label,
+                    format!(
+                        "`ports` only applies to tcp and udp; remove it (a {} service has no ports)",
+                        proto.as_str()
+                    ),
+                );
+            }
+            if let Some(app) = app {
+                if let Some(allowed) = app.allowed_protos().filter(|_| !app.fits(proto)) {
+                    let names: Vec<&str> = allowed.iter().map(|p| p.as_str()).collect();
+                    self.err(
+                        &label,
+                        format!(
+                            "app {:?} runs over {}, but proto is {:?}; fix proto or app",
+                            app.as_str(),
+                            names.join(" or "),
+                            proto.as_str()
+                        ),
+                    );
+                }
+            }
+        }
+        match (name_ok, proto, app) {
+            (true, Some(proto), Some(app)) if self.errors.len() == n_errors => {
+                self.service_ids.insert(name.clone(), ServiceId(self.services.len() as u16));
+                self.services.push(Service { name, proto, ports, app });
+            }
+            (true, _, _) => {
+                self.broken_services.insert(name);
+            }
+            _ => {}
+        }
+    }
+
+    fn service_ref(&mut self, item: &str, name: &str) -> Ref<ServiceId> {
+        if let Some(id) = self.service_ids.get(name) {
+            return Ref::Found(*id);
+        }
+        if self.broken_services.contains(name) {
+            return Ref::Broken;
+        }
+        let hint = suggest(name, self.service_ids.keys().map(String::as_str));
+        let mut defined: Vec<&str> = self.service_ids.keys().map(String::as_str).collect();
+        defined.sort();
+        let msg =
+            format!("service {name:?} is not defined{hint}; defined services: {}", list_or_none(&defined));
+        self.err(item, msg);
+        Ref::Missing
+    }
+
+    // ---- endpoints ------------------------------------------------------------
+
+    fn endpoint(&mut self, item: &str, key: &str, text: &str) -> Ref<Endpoint> {
+        if let Some(zone) = text.strip_prefix("zone:") {
+            return match self.zone_ref(item, &format!("`{key}`"), zone.trim()) {
+                Ref::Found(z) => Ref::Found(Endpoint::Zone(z)),
+                Ref::Broken => Ref::Broken,
+                Ref::Missing => Ref::Missing,
+            };
+        }
+        match parse_network(text, false) {
+            Ok(n) => Ref::Found(Endpoint::Net(n)),
+            Err(e) => {
+                self.err(item, format!("`{key}` {e}"));
+                Ref::Missing
+            }
+        }
+    }
+
+    fn describe_zones(&self, set: &[ZoneId]) -> String {
+        let shown: Vec<String> = set
+            .iter()
+            .take(4)
+            .filter_map(|z| self.zones.get(z.index()))
+            .map(|z| format!("{:?} ({})", z.name, z.kind.as_str()))
+            .collect();
+        let more = if set.len() > 4 { format!(" and {} more", set.len() - 4) } else { String::new() };
+        let noun = if set.len() == 1 { "zone" } else { "zones" };
+        format!("{noun} {}{more}", shown.join(", "))
+    }
+
+    fn kind(&self, z: ZoneId) -> Option<ZoneKind> {
+        self.zones.get(z.index()).map(|z| z.kind)
+    }
+
+    fn all_kind(&self, set: &[ZoneId], kind: ZoneKind) -> bool {
+        !set.is_empty() && set.iter().all(|z| self.kind(*z) == Some(kind))
+    }
+
+    /// Check the separation invariants of DESIGN.md section 2 for one rule, leg
+    /// or exception.
+    fn check_invariants(
+        &mut self,
+        item: &str,
+        shape: Shape,
+        from: (&str, &Endpoint),
+        to: (&str, &Endpoint),
+        service: Option<&Service>,
+    ) {
+        if !self.zones_ok {
+            self.invariants_skipped = true;
+            return;
+        }
+        let f = touched(from.1, &self.prefix_index);
+        let t = touched(to.1, &self.prefix_index);
+        let mut empty = false;
+        for (key, (text, _), set) in [("from", from, &f), ("to", to, &t)] {
+            if set.is_empty() {
+                empty = true;
+                self.err(
+                    item,
+                    format!(
+                        "`{key}` {text:?} lies in no zone, so it can never match; add its \
+                         network to a [[zone]]'s prefixes or correct the address"
+                    ),
+                );
+            }
+        }
+        if empty {
+            return;
+        }
+
+        // (first offending pair, number of offending pairs) per invariant
+        let mut isolation: Option<((ZoneId, ZoneId), usize)> = None;
+        let mut mynumber_other: Option<((ZoneId, ZoneId), usize)> = None;
+        let mut crossing: Option<((ZoneId, ZoneId), usize)> = None;
+        let note = |slot: &mut Option<((ZoneId, ZoneId), usize)>, pair| match slot {
+            Some((_, n)) => *n += 1,
+            None => *slot = Some((pair, 1)),
+        };
+        for &a in &f {
+            for &b in &t {
+                if a == b {
+                    continue;
+                }
+                let (Some(ka), Some(kb)) = (self.kind(a), self.kind(b)) else {
+                    continue;
+                };
+                let mn = ka == ZoneKind::Mynumber || kb == ZoneKind::Mynumber;
+                let other = if ka == ZoneKind::Mynumber { kb } else { ka };
+                if mn && matches!(other, ZoneKind::Internet | ZoneKind::Sanitization) {
+                    note(&mut isolation, (a, b));
+                } else if mn && shape != Shape::Exception {
+                    note(&mut mynumber_other, (a, b));
+                } else if shape == Shape::Rule
+                    && matches!(
+                        (ka, kb),
+                        (ZoneKind::Lgwan, ZoneKind::Internet) | (ZoneKind::Internet, ZoneKind::Lgwan)
+                    )
+                {
+                    note(&mut crossing, (a, b));
+                }
+            }
+        }
+        let pair_text = |l: &Loader, ((a, b), n): ((ZoneId, ZoneId), usize)| {
+            let more = if n > 1 { format!(" (and {} more zone pairs)", n - 1) } else { String::new() };
+            format!(
+                "`from` {:?} reaches {} and `to` {:?} reaches {}{more}",
+                from.0,
+                l.describe_zones(&[a]),
+                to.0,
+                l.describe_zones(&[b])
+            )
+        };
+        if let Some(p) = isolation {
+            let msg = format!(
+                "マイナンバー利用事務系 (mynumber) may never communicate with internet/sanitization \
+                 (インターネット接続系・無害化): {}; narrow the endpoints or remove this item",
+                pair_text(self, p)
+            );
+            self.err(item, msg);
+        }
+        if let Some(p) = mynumber_other {
+            let what = if shape == Shape::Rule { "a rule" } else { "a path leg" };
+            let msg = format!(
+                "{what} may not connect マイナンバー利用事務系 (mynumber) with any other zone: {}; \
+                 the only way across mynumber ↔ lgwan is an [[exception]] with an approval",
+                pair_text(self, p)
+            );
+            self.err(item, msg);
+        }
+        if let Some(p) = crossing {
+            let msg = format!(
+                "a rule may never cross LGWAN接続系 (lgwan) ↔ インターネット接続系 (internet): {}; \
+                 only a [[path]] leg through a sanitization host can",
+                pair_text(self, p)
+            );
+            self.err(item, msg);
+        }
+        if isolation.is_some() || mynumber_other.is_some() {
+            return;
+        }
+
+        match shape {
+            Shape::Rule => {}
+            Shape::Exception => {
+                let ok = (self.all_kind(&f, ZoneKind::Mynumber) && self.all_kind(&t, ZoneKind::Lgwan))
+                    || (self.all_kind(&f, ZoneKind::Lgwan) && self.all_kind(&t, ZoneKind::Mynumber));
+                if !ok {
+                    let msg = format!(
+                        "an exception may only connect マイナンバー利用事務系 (mynumber) with \
+                         LGWAN接続系 (lgwan): one end must lie only in mynumber zones and the other \
+                         only in lgwan zones, but `from` {:?} reaches {} and `to` {:?} reaches {}; \
+                         for other traffic use a [[rule]] or a [[path]]",
+                        from.0,
+                        self.describe_zones(&f),
+                        to.0,
+                        self.describe_zones(&t)
+                    );
+                    self.err(item, msg);
+                }
+            }
+            Shape::Leg { method } => {
+                if self.all_kind(&f, ZoneKind::Sanitization) || self.all_kind(&t, ZoneKind::Sanitization) {
+                    return;
+                }
+                let lgwan_internet = (self.all_kind(&f, ZoneKind::Lgwan)
+                    && self.all_kind(&t, ZoneKind::Internet))
+                    || (self.all_kind(&f, ZoneKind::Internet) && self.all_kind(&t, ZoneKind::Lgwan));
+                let reach = format!(
+                    "`from` {:?} reaches {} and `to` {:?} reaches {}",
+                    from.0,
+                    self.describe_zones(&f),
+                    to.0,
+                    self.describe_zones(&t)
+                );
+                if lgwan_internet && method == Method::ScreenTransfer {
+                    if !to.1.is_single_host() {
+                        self.err(
+                            item,
+                            format!(
+                                "a screen-transfer leg between lgwan and internet must name a single \
+                                 host (the VDI/RDP server) as `to`, not a zone or a CIDR: `to` is {:?}",
+                                to.0
+                            ),
+                        );
+                    }
+                    if let Some(svc) = service.filter(|s| !s.app.is_screen()) {
+                        self.err(
+                            item,
+                            format!(
+                                "a screen-transfer leg between lgwan and internet must use a screen \
+                                 protocol (a service with app rdp, ica or vnc), but service {:?} has \
+                                 app {:?}",
+                                svc.name,
+                                svc.app.as_str()
+                            ),
+                        );
+                    }
+                } else if lgwan_internet {
+                    self.err(
+                        item,
+                        format!(
+                            "a leg may not connect LGWAN接続系 (lgwan) and インターネット接続系 (internet) \
+                             directly ({reach}); route it through a host of a sanitization zone, or, \
+                             for a screen-transfer path, name a single VDI/RDP host as `to`"
+                        ),
+                    );
+                } else {
+                    self.err(
+                        item,
+                        format!(
+                            "every path leg must touch a host of a 無害化 (sanitization) zone: `from` \
+                             or `to` must lie entirely in sanitization zones, but {reach}"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    // ---- paths, exceptions, rules -----------------------------------------------
+
+    fn path(&mut self, i: usize, v: Value, names: &mut HashMap<String, usize>) -> Option<Path> {
+        let label = label("path", &v, i);
+        let n_errors = self.errors.len();
+        let raw = self.item::<RawPath>(&label, v, "a [[path]]")?;
+        let name = raw.name.0;
+        if self.name_usable(&label, name_problem("path", &name, names)) {
+            names.insert(name.clone(), i);
+        }
+        let method = match parse_choice(&raw.method.0, &Method::ALL, |m| m.as_str()) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.err(&label, format!("unknown method {e}"));
+                None
+            }
+        };
+        if raw.leg.is_empty() {
+            self.err(
+                &label,
+                "has no legs; add at least one [[path.leg]] with from, to and service".to_owned(),
+            );
+        }
+        if raw.leg.len() > MAX_LEGS {
+            self.err(
+                &label,
+                format!(
+                    "has {} legs; a path has at most {MAX_LEGS} (split it into several paths)",
+                    raw.leg.len()
+                ),
+            );
+            return None;
+        }
+        let mut legs = Vec::new();
+        for (j, lv) in raw.leg.into_iter().enumerate() {
+            let leg_label = format!("{label} leg {}", j + 1);
+            let Some(raw_leg) = self.item::<RawLeg>(&leg_label, lv, "a [[path.leg]]") else {
+                continue;
+            };
+            let from = self.endpoint(&leg_label, "from", &raw_leg.from.0);
+            let to = self.endpoint(&leg_label, "to", &raw_leg.to.0);
+            let service = self.service_ref(&leg_label, &raw_leg.service.0);
+            if let (Ref::Found(from), Ref::Found(to), Some(method)) = (&from, &to, method) {
+                let svc = match service {
+                    Ref::Found(s) => self.services.get(s.index()).cloned(),
+                    _ => None,
+                };
+                self.check_invariants(
+                    &leg_label,
+                    Shape::Leg { method },
+                    (&raw_leg.from.0, from),
+                    (&raw_leg.to.0, to),
+                    svc.as_ref(),
+                );
+            }
+            if let (Ref::Found(from), Ref::Found(to), Ref::Found(service)) = (from, to, service) {
+                legs.push(Leg { from, to, service });
+            }
+        }
+        match method {
+            Some(method) if self.errors.len() == n_errors => Some(Path { name, method, legs }),
+            _ => None,
+        }
+    }
+
+    fn exception(&mut self, i: usize, v: Value, names: &mut HashMap<String, usize>) -> Option<Exception> {
+        let label = label("exception", &v, i);
+        let n_errors = self.errors.len();
+        let raw = self.item::<RawException>(&label, v, "an [[exception]]")?;
+        let name = raw.name.0;
+        if self.name_usable(&label, name_problem("exception", &name, names)) {
+            names.insert(name.clone(), i);
+        }
+        let from = self.endpoint(&label, "from", &raw.from.0);
+        let to = self.endpoint(&label, "to", &raw.to.0);
+        let service = self.service_ref(&label, &raw.service.0);
+        let approval = raw.approval.0.trim().to_owned();
+        if approval.is_empty() {
+            self.err(
+                &label,
+                "approval is empty; record the approval that authorises this exception \
+                 (e.g. approval = \"R8-情政-012\")"
+                    .to_owned(),
+            );
+        } else if approval.chars().any(char::is_control) {
+            self.err(&label, "approval contains control characters; write it on one line".to_owned());
+        }
+        let expires = match raw.expires {
+            None => None,
+            Some(Text(e)) => match parse_expires(&e) {
+                Ok(t) => Some(t),
+                Err(msg) => {
+                    self.err(&label, msg);
+                    None
+                }
+            },
+        };
+        if let (Ref::Found(f), Ref::Found(t)) = (&from, &to) {
+            let svc = match service {
+                Ref::Found(s) => self.services.get(s.index()).cloned(),
+                _ => None,
+            };
+            self.check_invariants(&label, Shape::Exception, (&raw.from.0, f), (&raw.to.0, t), svc.as_ref());
+        }
+        match (from, to, service) {
+            (Ref::Found(from), Ref::Found(to), Ref::Found(service)) if self.errors.len() == n_errors => {
+                Some(Exception { name, from, to, service, approval, expires })
+            }
+            _ => None,
+        }
+    }
+
+    fn rule(&mut self, i: usize, v: Value, names: &mut HashMap<String, usize>) -> Option<Rule> {
+        let label = label("rule", &v, i);
+        let n_errors = self.errors.len();
+        let raw = self.item::<RawRule>(&label, v, "a [[rule]]")?;
+        let name = raw.name.0;
+        if self.name_usable(&label, name_problem("rule", &name, names)) {
+            names.insert(name.clone(), i);
+        }
+        let from = self.endpoint(&label, "from", &raw.from.0);
+        let to = self.endpoint(&label, "to", &raw.to.0);
+        let service = self.service_ref(&label, &raw.service.0);
+        if let (Ref::Found(f), Ref::Found(t)) = (&from, &to) {
+            self.check_invariants(&label, Shape::Rule, (&raw.from.0, f), (&raw.to.0, t), None);
+        }
+        match (from, to, service) {
+            (Ref::Found(from), Ref::Found(to), Ref::Found(service)) if self.errors.len() == n_errors => {
+                Some(Rule { name, from, to, service })
+            }
+            _ => None,
+        }
+    }
+
+    /// Report a name problem, if any; true when the name is usable.
+    fn name_usable(&mut self, item: &str, problem: Option<String>) -> bool {
+        match problem {
+            Some(p) => {
+                self.err(item, p);
+                false
+            }
+            None => true,
+        }
+    }
+}
+
+// ---- free helpers -------------------------------------------------------------
+
+/// What is wrong with a name (invalid, or already in `taken`), if anything.
+fn name_problem<V>(kind: &str, name: &str, taken: &HashMap<String, V>) -> Option<String> {
+    let valid = !name.is_empty()
+        && name.chars().count() <= MAX_NAME_CHARS
+        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid {
+        return Some(format!(
+            "name {name:?} is not valid: use 1-{MAX_NAME_CHARS} letters, digits, '-', '_' or '.' \
+             (names appear in reason codes such as allow:{kind}:NAME)"
+        ));
+    }
+    if taken.contains_key(name) {
+        return Some(format!("another {kind} is already named {name:?}; {kind} names must be unique"));
+    }
+    None
+}
+
+/// `zone "lgwan"`, or `zone #3` (1-based) when the item has no usable name.
+fn label(kind: &str, v: &Value, i: usize) -> String {
+    match str_key(v, "name") {
+        Some(n) if !n.is_empty() => format!("{kind} {n:?}"),
+        _ => format!("{kind} #{}", i + 1),
+    }
+}
+
+fn list_or_none(items: &[&str]) -> String {
+    if items.is_empty() {
+        "(none)".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// Match `text` against the spellings of `all`; on failure a message fragment
+/// quoting the value and listing the accepted ones.
+fn parse_choice<T: Copy>(text: &str, all: &[T], name: impl Fn(T) -> &'static str) -> Result<T, String> {
+    if let Some(x) = all.iter().copied().find(|x| name(*x) == text) {
+        return Ok(x);
+    }
+    let names: Vec<&str> = all.iter().map(|x| name(*x)).collect();
+    let hint = suggest(text, names.iter().copied());
+    Err(format!("{text:?}{hint}; accepted values: {}", names.join(", ")))
+}
+
+/// ` (did you mean `x`?)` when some candidate is within a small edit distance.
+fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    let limit = (word.chars().count() / 3).clamp(1, 3);
+    candidates
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, c)| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Parse a CIDR or a single address. Host bits set is an error naming the
+/// network address. `zone_prefix` only changes the wording of the hint.
+pub(crate) fn parse_network(text: &str, zone_prefix: bool) -> Result<IpNetwork, String> {
+    let t = text.trim();
+    let (addr_text, len_text) = match t.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (t, None),
+    };
+    let addr: IpAddr = addr_text.parse().map_err(|_| {
+        let hint = if zone_prefix { "" } else { "; an endpoint is \"zone:NAME\", a CIDR or an address" };
+        format!("{text:?} is not an IPv4/IPv6 address or CIDR{hint}")
+    })?;
+    let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len_text {
+        None => max,
+        Some(l) => match l.parse::<u8>() {
+            Ok(n) if n <= max && l.chars().all(|c| c.is_ascii_digit()) => n,
+            _ => {
+                return Err(format!(
+                    "{text:?} has an invalid prefix length; write a number from 0 to {max} \
+                     after the '/' (netmasks like /255.255.255.0 are not accepted)"
+                ))
+            }
+        },
+    };
+    let net = IpNetwork::new(addr, len).map_err(|_| format!("{text:?} is not a valid CIDR"))?;
+    if net.network() != addr {
+        let network = IpNetwork::new(net.network(), len).map(|n| n.to_string()).unwrap_or_default();
+        let alt = if zone_prefix { String::new() } else { format!(", or \"{addr}\" for the single host") };
+        return Err(format!(
+            "{text:?} has host bits set: its network address is {network}; write \"{network}\"{alt}"
+        ));
+    }
+    Ok(net)
+}
+
+/// Linux interface name rules: 1-15 bytes, no '/', ':' or whitespace, not "." or "..".
+fn check_interface(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 15
+        || name == "."
+        || name == ".."
+        || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "interface name {name:?} is not valid: Linux interface names are 1-15 bytes without \
+             '/', ':' or whitespace"
+        ));
+    }
+    Ok(())
+}
+
+fn parse_port_entry(e: &PortEntry) -> Result<PortRange, String> {
+    let port = |v: i128, shown: &str| -> Result<u16, String> {
+        match u16::try_from(v) {
+            Ok(p) if p >= 1 => Ok(p),
+            _ => Err(format!("port {shown} is out of range; ports are 1-65535")),
+        }
+    };
+    match e {
+        PortEntry::Num(n) => {
+            let p = port(*n, &n.to_string())?;
+            Ok(PortRange { first: p, last: p })
+        }
+        PortEntry::Text(s) => {
+            let bad = || format!("port entry {s:?} is neither a port number nor a range like \"8000-8080\"");
+            let (a, b) = match s.split_once('-') {
+                Some((a, b)) => (a.trim(), b.trim()),
+                None => (s.trim(), s.trim()),
+            };
+            let a_num: i128 = a.parse().map_err(|_| bad())?;
+            let b_num: i128 = b.parse().map_err(|_| bad())?;
+            let first = port(a_num, a)?;
+            let last = port(b_num, b)?;
+            if first > last {
+                return Err(format!("port range {s:?} is backwards; write \"{last}-{first}\""));
+            }
+            Ok(PortRange { first, last })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        assert!(parse_network("198.18.20.0/24", true).is_ok());
+        let e = parse_network("198.18.20.1/24", true).unwrap_err();
+        assert!(e.contains("network address is 198.18.20.0/24"), "{e}");
+        assert!(parse_network("198.18.20.0/255.255.255.0", true).is_err());
+        assert!(parse_network("198.18.20.0/33", true).is_err());
+        assert!(parse_network("2001:db8:20::/48", true).is_ok());
+        assert_eq!(parse_network("2001:db8::5", false).unwrap().prefix(), 128);
+        assert!(parse_network("fe80::1%eth0", false).is_err());
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("lgwn", ["lgwan", "internet"].into_iter()), " (did you mean `lgwan`?)");
+        assert_eq!(suggest("zzzzzz", ["lgwan"].into_iter()), "");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(
+            parse_port_entry(&PortEntry::Text("8000-8080".into())).unwrap(),
+            PortRange { first: 8000, last: 8080 }
+        );
+        assert!(parse_port_entry(&PortEntry::Num(0)).is_err());
+        assert!(parse_port_entry(&PortEntry::Num(65536)).is_err());
+        assert!(parse_port_entry(&PortEntry::Text("90-80".into())).is_err());
+        assert!(parse_port_entry(&PortEntry::Text("http".into())).is_err());
+    }
+}

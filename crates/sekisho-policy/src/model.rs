@@ -1,0 +1,504 @@
+//! The validated policy model: zones, ports, services, paths, exceptions, rules.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+
+use crate::time::Timestamp;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub u16);
+
+        impl $name {
+            /// The position of the item in its list (`Policy::zones()` etc.).
+            pub fn index(self) -> usize {
+                usize::from(self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Index of a zone in [`Policy::zones`](crate::Policy::zones).
+    ZoneId
+);
+id_type!(
+    /// Index of a port in [`Policy::ports`](crate::Policy::ports).
+    PortId
+);
+id_type!(
+    /// Index of a service in [`Policy::services`](crate::Policy::services).
+    ServiceId
+);
+id_type!(
+    /// Index of a path in [`Policy::paths`](crate::Policy::paths).
+    PathId
+);
+id_type!(
+    /// Index of an exception in [`Policy::exceptions`](crate::Policy::exceptions).
+    ExceptionId
+);
+id_type!(
+    /// Index of a rule in [`Policy::rules`](crate::Policy::rules).
+    RuleId
+);
+
+/// What the daemon does with a deny verdict.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Drop what the policy denies.
+    Enforce,
+    /// Forward everything, alert on what would have been dropped.
+    Monitor,
+}
+
+impl Mode {
+    /// Every mode, in the order error messages list them.
+    pub const ALL: [Mode; 2] = [Mode::Enforce, Mode::Monitor];
+
+    /// The configuration spelling (`"enforce"`, `"monitor"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Monitor => "monitor",
+        }
+    }
+}
+
+/// Flow-table sizing and idle timeouts (`[flow]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowSettings {
+    /// Hard bound on tracked flows; beyond it new flows are refused.
+    pub capacity: usize,
+    /// Idle timeout of a TCP flow that has not completed its handshake.
+    pub tcp_syn_timeout_s: u64,
+    /// Idle timeout of an established TCP flow.
+    pub tcp_established_timeout_s: u64,
+    /// Idle timeout of a closing TCP flow (FIN or RST seen).
+    pub tcp_closing_timeout_s: u64,
+    /// Idle timeout of a UDP flow.
+    pub udp_timeout_s: u64,
+    /// Idle timeout of an ICMP flow.
+    pub icmp_timeout_s: u64,
+}
+
+impl Default for FlowSettings {
+    /// The defaults of DESIGN.md section 2.
+    fn default() -> Self {
+        FlowSettings {
+            capacity: 1_000_000,
+            tcp_syn_timeout_s: 30,
+            tcp_established_timeout_s: 3600,
+            tcp_closing_timeout_s: 30,
+            udp_timeout_s: 60,
+            icmp_timeout_s: 10,
+        }
+    }
+}
+
+/// The kind of a zone: which layer of 三層分離 it is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ZoneKind {
+    /// マイナンバー利用事務系.
+    Mynumber,
+    /// LGWAN接続系.
+    Lgwan,
+    /// インターネット接続系.
+    Internet,
+    /// 無害化 zone: the approved sanitisers.
+    Sanitization,
+    /// 管理系: the appliance's admin network.
+    Management,
+}
+
+impl ZoneKind {
+    /// Every kind, in the order error messages list them.
+    pub const ALL: [ZoneKind; 5] = [
+        ZoneKind::Mynumber,
+        ZoneKind::Lgwan,
+        ZoneKind::Internet,
+        ZoneKind::Sanitization,
+        ZoneKind::Management,
+    ];
+
+    /// The configuration spelling (`"mynumber"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ZoneKind::Mynumber => "mynumber",
+            ZoneKind::Lgwan => "lgwan",
+            ZoneKind::Internet => "internet",
+            ZoneKind::Sanitization => "sanitization",
+            ZoneKind::Management => "management",
+        }
+    }
+
+    /// The Japanese name used in the security policies.
+    pub fn japanese(self) -> &'static str {
+        match self {
+            ZoneKind::Mynumber => "マイナンバー利用事務系",
+            ZoneKind::Lgwan => "LGWAN接続系",
+            ZoneKind::Internet => "インターネット接続系",
+            ZoneKind::Sanitization => "無害化",
+            ZoneKind::Management => "管理系",
+        }
+    }
+}
+
+/// A zone: a named set of address prefixes of one kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Zone {
+    /// Unique zone name.
+    pub name: String,
+    /// Which layer the zone is.
+    pub kind: ZoneKind,
+    /// The prefixes (network addresses, no host bits) that belong to the zone.
+    pub prefixes: Vec<IpNetwork>,
+}
+
+/// A bump-in-the-wire interface pair on one zone's uplink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Port {
+    /// Unique port name.
+    pub name: String,
+    /// The zone whose hosts sit behind `inside`.
+    pub zone: ZoneId,
+    /// Interface toward the segment's hosts.
+    pub inside: String,
+    /// Interface toward the core router.
+    pub outside: String,
+}
+
+/// Which interface of a [`Port`] a name refers to.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PortSide {
+    /// Toward the segment's hosts.
+    Inside,
+    /// Toward the core router.
+    Outside,
+}
+
+/// Transport protocol a service names.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    /// TCP (6).
+    Tcp,
+    /// UDP (17).
+    Udp,
+    /// ICMP or ICMPv6 (1, 58).
+    Icmp,
+    /// Every protocol and port.
+    Any,
+    /// GRE tunnel (47).
+    Gre,
+    /// IPv4-in-IP tunnel (4).
+    Ipip,
+    /// IPv6-in-IPv4 tunnel, 6in4 (41).
+    Ipv6,
+}
+
+impl Proto {
+    /// Every protocol, in the order error messages list them.
+    pub const ALL: [Proto; 7] =
+        [Proto::Tcp, Proto::Udp, Proto::Icmp, Proto::Any, Proto::Gre, Proto::Ipip, Proto::Ipv6];
+
+    /// The configuration spelling (`"tcp"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+            Proto::Any => "any",
+            Proto::Gre => "gre",
+            Proto::Ipip => "ipip",
+            Proto::Ipv6 => "ipv6",
+        }
+    }
+
+    /// Whether connections of this protocol carry ports (`ports` is required).
+    pub fn has_ports(self) -> bool {
+        matches!(self, Proto::Tcp | Proto::Udp)
+    }
+
+    /// Whether an IP protocol number is this protocol.
+    #[inline]
+    pub fn matches(self, protocol: u8) -> bool {
+        match self {
+            Proto::Tcp => protocol == 6,
+            Proto::Udp => protocol == 17,
+            Proto::Icmp => protocol == 1 || protocol == 58,
+            Proto::Any => true,
+            Proto::Gre => protocol == 47,
+            Proto::Ipip => protocol == 4,
+            Proto::Ipv6 => protocol == 41,
+        }
+    }
+}
+
+/// The application protocol a service is expected to carry.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum App {
+    /// Not checked.
+    Any,
+    /// SMTP.
+    Smtp,
+    /// RDP (screen transfer).
+    Rdp,
+    /// TLS.
+    Tls,
+    /// Plain HTTP.
+    Http,
+    /// Citrix ICA (screen transfer).
+    Ica,
+    /// SSH (and SFTP).
+    Ssh,
+    /// DNS.
+    Dns,
+    /// VNC / RFB (screen transfer).
+    Vnc,
+    /// VXLAN tunnel.
+    Vxlan,
+    /// Teredo tunnel.
+    Teredo,
+}
+
+impl App {
+    /// Every application protocol, in the order error messages list them.
+    pub const ALL: [App; 11] = [
+        App::Any,
+        App::Smtp,
+        App::Rdp,
+        App::Tls,
+        App::Http,
+        App::Ica,
+        App::Ssh,
+        App::Dns,
+        App::Vnc,
+        App::Vxlan,
+        App::Teredo,
+    ];
+
+    /// The configuration spelling (`"smtp"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            App::Any => "any",
+            App::Smtp => "smtp",
+            App::Rdp => "rdp",
+            App::Tls => "tls",
+            App::Http => "http",
+            App::Ica => "ica",
+            App::Ssh => "ssh",
+            App::Dns => "dns",
+            App::Vnc => "vnc",
+            App::Vxlan => "vxlan",
+            App::Teredo => "teredo",
+        }
+    }
+
+    /// Whether this is a screen-transfer protocol (rdp, ica, vnc).
+    pub fn is_screen(self) -> bool {
+        matches!(self, App::Rdp | App::Ica | App::Vnc)
+    }
+
+    /// The protocols this application can run over (`None`: any protocol).
+    pub fn allowed_protos(self) -> Option<&'static [Proto]> {
+        match self {
+            App::Any => None,
+            App::Smtp | App::Tls | App::Http | App::Ica | App::Ssh | App::Vnc => Some(&[Proto::Tcp]),
+            App::Rdp | App::Dns => Some(&[Proto::Tcp, Proto::Udp]),
+            App::Vxlan | App::Teredo => Some(&[Proto::Udp]),
+        }
+    }
+
+    /// Whether this application can run over `proto`.
+    pub fn fits(self, proto: Proto) -> bool {
+        self.allowed_protos().is_none_or(|p| p.contains(&proto))
+    }
+}
+
+/// An inclusive range of TCP/UDP ports.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PortRange {
+    /// First port of the range.
+    pub first: u16,
+    /// Last port of the range (inclusive).
+    pub last: u16,
+}
+
+impl PortRange {
+    /// Whether `port` lies in the range.
+    #[inline]
+    pub fn contains(self, port: u16) -> bool {
+        self.first <= port && port <= self.last
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+/// A named protocol + ports + expected application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// Unique service name.
+    pub name: String,
+    /// The transport protocol.
+    pub proto: Proto,
+    /// Responder ports (non-empty for tcp/udp, empty otherwise).
+    pub ports: Vec<PortRange>,
+    /// The application protocol expected on it.
+    pub app: App,
+}
+
+impl Service {
+    /// Whether a connection's protocol and responder port fall under this service.
+    #[inline]
+    pub fn matches(&self, protocol: u8, responder_port: u16) -> bool {
+        if !self.proto.matches(protocol) {
+            return false;
+        }
+        if self.proto.has_ports() {
+            self.ports.iter().any(|r| r.contains(responder_port))
+        } else {
+            true
+        }
+    }
+}
+
+/// One end of a leg, exception or rule.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// Every address whose zone (longest-prefix match) is this zone (`"zone:NAME"`).
+    Zone(ZoneId),
+    /// Every address inside this network (a CIDR, or a single address as /32 or /128).
+    Net(IpNetwork),
+}
+
+impl Endpoint {
+    /// Whether the endpoint is one host address (a /32 or /128 network).
+    pub fn is_single_host(&self) -> bool {
+        match self {
+            Endpoint::Zone(_) => false,
+            Endpoint::Net(IpNetwork::V4(n)) => n.prefix() == 32,
+            Endpoint::Net(IpNetwork::V6(n)) => n.prefix() == 128,
+        }
+    }
+
+    /// Whether `addr`, whose zone is `zone`, is covered by the endpoint.
+    pub fn matches(&self, zone: Option<ZoneId>, addr: IpAddr) -> bool {
+        match self {
+            Endpoint::Zone(z) => zone == Some(*z),
+            Endpoint::Net(n) => n.contains(addr),
+        }
+    }
+}
+
+/// The 無害化 method a path implements.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// Mail text-ification (メール無害化).
+    MailText,
+    /// File sanitisation, CDR (ファイル無害化).
+    FileSanitize,
+    /// Screen transfer, VDI/RDP (画面転送).
+    ScreenTransfer,
+    /// Web isolation (Web分離).
+    WebIsolation,
+}
+
+impl Method {
+    /// Every method, in the order error messages list them.
+    pub const ALL: [Method; 4] =
+        [Method::MailText, Method::FileSanitize, Method::ScreenTransfer, Method::WebIsolation];
+
+    /// The configuration spelling (`"mail-text"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::MailText => "mail-text",
+            Method::FileSanitize => "file-sanitize",
+            Method::ScreenTransfer => "screen-transfer",
+            Method::WebIsolation => "web-isolation",
+        }
+    }
+}
+
+/// One leg of a path: who may open a connection to whom, for which service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leg {
+    /// The initiator side.
+    pub from: Endpoint,
+    /// The responder side.
+    pub to: Endpoint,
+    /// The service the connection must match.
+    pub service: ServiceId,
+}
+
+/// An approved 無害化通信 path, made of legs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Path {
+    /// Unique path name.
+    pub name: String,
+    /// The sanitisation method.
+    pub method: Method,
+    /// The legs, in configuration order (reason codes number them from 1).
+    pub legs: Vec<Leg>,
+}
+
+/// An approved mynumber ↔ lgwan exception.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exception {
+    /// Unique exception name.
+    pub name: String,
+    /// The initiator side.
+    pub from: Endpoint,
+    /// The responder side.
+    pub to: Endpoint,
+    /// The service the connection must match.
+    pub service: ServiceId,
+    /// The approval record that authorises it.
+    pub approval: String,
+    /// The moment the exception stops matching, if it expires.
+    pub expires: Option<Timestamp>,
+}
+
+impl Exception {
+    /// Whether the exception still matches at `now`.
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        self.expires.is_none_or(|e| now < e)
+    }
+}
+
+/// Any other allowed communication (never across the invariants).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// Unique rule name.
+    pub name: String,
+    /// The initiator side.
+    pub from: Endpoint,
+    /// The responder side.
+    pub to: Endpoint,
+    /// The service the connection must match.
+    pub service: ServiceId,
+}
+
+/// A new connection to decide on: protocol, initiator → responder.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Connection {
+    /// IP protocol number: 6 tcp, 17 udp, 1 icmp, 58 icmpv6, ...
+    pub protocol: u8,
+    /// The address that opened the connection.
+    pub initiator: IpAddr,
+    /// The address it was opened to.
+    pub responder: IpAddr,
+    /// The responder's port (0 when the protocol has no ports).
+    pub responder_port: u16,
+}

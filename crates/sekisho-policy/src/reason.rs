@@ -1,0 +1,162 @@
+//! Reason codes: why a connection or packet was allowed or denied.
+
+use std::fmt;
+
+use crate::model::{ExceptionId, PathId, RuleId, ServiceId, ZoneId};
+use crate::time::Timestamp;
+use crate::Policy;
+
+/// The stable reason codes of DESIGN.md: `Copy`, small, no strings.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// `allow:intra-zone`: both ends in the same zone.
+    IntraZone,
+    /// `allow:path:<path>/<leg>`: a path leg matched.
+    Path {
+        /// The path.
+        path: PathId,
+        /// The leg, numbered from 1.
+        leg: u16,
+    },
+    /// `allow:exception:<name>`: an unexpired exception matched.
+    Exception(ExceptionId),
+    /// `allow:rule:<name>`: a rule matched.
+    Rule(RuleId),
+    /// `allow:link`: link-local traffic kept within a port pair (ARP, ND, DHCP, ...).
+    Link,
+    /// `allow:related`: a packet of an already allowed flow (e.g. an ICMP error about it).
+    Related,
+    /// `deny:mynumber-isolation`: one end in a mynumber zone, the other elsewhere.
+    MynumberIsolation,
+    /// `deny:unsanitized-crossing`: lgwan ↔ internet outside a path.
+    UnsanitizedCrossing,
+    /// `deny:no-rule`: nothing allows it.
+    NoRule,
+    /// `deny:spoofed-source`: the source does not belong to the port's zone.
+    SpoofedSource,
+    /// `deny:no-flow`: TCP without a flow that began with SYN.
+    NoFlow,
+    /// `deny:malformed`: the frame did not parse.
+    Malformed,
+    /// `deny:fragment`: an IP fragment that cannot be judged.
+    Fragment,
+    /// `deny:tunnel`: a tunnel crossing zones that no service names.
+    Tunnel,
+    /// `deny:non-ip`: a non-IP ethertype not listed in `[link] allow_ethertypes`.
+    NonIp,
+    /// `deny:app-mismatch`: the application protocol is not the service's.
+    AppMismatch,
+    /// `deny:flow-table-full`: no room for a new flow.
+    FlowTableFull,
+}
+
+impl Reason {
+    /// Every deny reason.
+    pub const ALL_DENIES: [Reason; 11] = [
+        Reason::MynumberIsolation,
+        Reason::UnsanitizedCrossing,
+        Reason::NoRule,
+        Reason::SpoofedSource,
+        Reason::NoFlow,
+        Reason::Malformed,
+        Reason::Fragment,
+        Reason::Tunnel,
+        Reason::NonIp,
+        Reason::AppMismatch,
+        Reason::FlowTableFull,
+    ];
+
+    /// Whether the reason lets the traffic pass.
+    #[inline]
+    pub fn allowed(self) -> bool {
+        matches!(
+            self,
+            Reason::IntraZone
+                | Reason::Path { .. }
+                | Reason::Exception(_)
+                | Reason::Rule(_)
+                | Reason::Link
+                | Reason::Related
+        )
+    }
+
+    /// The stable code (`"deny:no-flow"`); for paths, exceptions and rules only the
+    /// prefix (`"allow:path"`): use [`Policy::reason_name`] for the full name.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::IntraZone => "allow:intra-zone",
+            Reason::Path { .. } => "allow:path",
+            Reason::Exception(_) => "allow:exception",
+            Reason::Rule(_) => "allow:rule",
+            Reason::Link => "allow:link",
+            Reason::Related => "allow:related",
+            Reason::MynumberIsolation => "deny:mynumber-isolation",
+            Reason::UnsanitizedCrossing => "deny:unsanitized-crossing",
+            Reason::NoRule => "deny:no-rule",
+            Reason::SpoofedSource => "deny:spoofed-source",
+            Reason::NoFlow => "deny:no-flow",
+            Reason::Malformed => "deny:malformed",
+            Reason::Fragment => "deny:fragment",
+            Reason::Tunnel => "deny:tunnel",
+            Reason::NonIp => "deny:non-ip",
+            Reason::AppMismatch => "deny:app-mismatch",
+            Reason::FlowTableFull => "deny:flow-table-full",
+        }
+    }
+
+    /// The deny reason with this code (`"deny:no-rule"` → `NoRule`), if any.
+    pub fn deny_from_code(code: &str) -> Option<Reason> {
+        Reason::ALL_DENIES.into_iter().find(|r| r.code() == code)
+    }
+}
+
+/// The full name of a reason (`allow:path:mail-textify/1`), from [`Policy::reason_name`].
+#[derive(Copy, Clone, Debug)]
+pub struct ReasonName<'a> {
+    pub(crate) policy: &'a Policy,
+    pub(crate) reason: Reason,
+}
+
+impl fmt::Display for ReasonName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.policy;
+        match self.reason {
+            Reason::Path { path, leg } => match p.paths().get(path.index()) {
+                Some(x) => write!(f, "allow:path:{}/{leg}", x.name),
+                None => write!(f, "allow:path:#{}/{leg}", path.0),
+            },
+            Reason::Exception(id) => match p.exceptions().get(id.index()) {
+                Some(x) => write!(f, "allow:exception:{}", x.name),
+                None => write!(f, "allow:exception:#{}", id.0),
+            },
+            Reason::Rule(id) => match p.rules().get(id.index()) {
+                Some(x) => write!(f, "allow:rule:{}", x.name),
+                None => write!(f, "allow:rule:#{}", id.0),
+            },
+            other => f.write_str(other.code()),
+        }
+    }
+}
+
+/// The policy's verdict on a new connection.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Decision {
+    /// Why.
+    pub reason: Reason,
+    /// The initiator's zone, if it has one.
+    pub initiator_zone: Option<ZoneId>,
+    /// The responder's zone, if it has one.
+    pub responder_zone: Option<ZoneId>,
+    /// The service of the matching leg, exception or rule.
+    pub service: Option<ServiceId>,
+    /// When the allowing exception expires: the flow must be re-decided then.
+    pub valid_until: Option<Timestamp>,
+}
+
+impl Decision {
+    /// Whether the connection may pass.
+    #[inline]
+    pub fn allowed(&self) -> bool {
+        self.reason.allowed()
+    }
+}

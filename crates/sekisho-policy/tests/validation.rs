@@ -1,0 +1,901 @@
+//! One test per rejection class: the error names the item (and the invariant).
+
+use sekisho_policy::{load_str, ConfigErrors};
+
+/// A valid base: five zones, a few services. Tests append items to it.
+const BASE: &str = r#"
+[[zone]]
+name = "mynumber"
+kind = "mynumber"
+prefixes = ["198.18.10.0/24", "2001:db8:10::/48"]
+
+[[zone]]
+name = "lgwan"
+kind = "lgwan"
+prefixes = ["198.18.20.0/24", "2001:db8:20::/48"]
+
+[[zone]]
+name = "sanitization"
+kind = "sanitization"
+prefixes = ["198.18.40.0/24"]
+
+[[zone]]
+name = "management"
+kind = "management"
+prefixes = ["198.18.50.0/24"]
+
+[[zone]]
+name = "internet"
+kind = "internet"
+prefixes = ["203.0.113.0/24", "0.0.0.0/0"]
+
+[[service]]
+name = "smtp"
+proto = "tcp"
+ports = [25]
+app = "smtp"
+
+[[service]]
+name = "ssh"
+proto = "tcp"
+ports = [22]
+app = "ssh"
+
+[[service]]
+name = "https"
+proto = "tcp"
+ports = [443]
+app = "tls"
+
+[[service]]
+name = "rdp"
+proto = "tcp"
+ports = [3389]
+app = "rdp"
+"#;
+
+fn errors(extra: &str) -> ConfigErrors {
+    let text = format!("{BASE}\n{extra}");
+    match load_str(&text, "test.toml") {
+        Ok(_) => panic!("expected errors for:\n{extra}"),
+        Err(e) => e,
+    }
+}
+
+fn errors_with_prefix(prefix: &str, extra: &str) -> ConfigErrors {
+    let text = format!("{prefix}{BASE}\n{extra}");
+    match load_str(&text, "test.toml") {
+        Ok(_) => panic!("expected errors for:\n{extra}"),
+        Err(e) => e,
+    }
+}
+
+fn loads(extra: &str) {
+    let text = format!("{BASE}\n{extra}");
+    if let Err(e) = load_str(&text, "test.toml") {
+        panic!("{e}");
+    }
+}
+
+/// Assert some error has exactly this item and a message containing every needle.
+#[track_caller]
+fn has(e: &ConfigErrors, item: &str, needles: &[&str]) {
+    let ok = e.errors.iter().any(|x| x.item == item && needles.iter().all(|n| x.message.contains(n)));
+    assert!(ok, "no error on {item} containing {needles:?}; got:\n{e}");
+}
+
+#[test]
+fn base_loads() {
+    loads("");
+}
+
+#[test]
+fn display_is_one_line_per_error_with_origin() {
+    let e = errors("[[rule]]\nname = \"x\"\nfrom = \"zone:nope\"\nto = \"zone:lgwan\"\nservice = \"nope\"\n");
+    assert_eq!(e.origin, "test.toml");
+    assert_eq!(e.errors.len(), 2);
+    let text = e.to_string();
+    assert_eq!(text.lines().count(), 2);
+    for line in text.lines() {
+        assert!(line.starts_with("test.toml: rule \"x\": "), "{line}");
+    }
+    let err: &dyn std::error::Error = &e;
+    assert!(err.to_string().contains("zone \"nope\""));
+}
+
+#[test]
+fn toml_syntax_error_is_one_line() {
+    let e = load_str("[[zone]]\nname = \"a\"\nprefixes = [\"1\"\n", "bad.toml").unwrap_err();
+    assert_eq!(e.errors.len(), 1);
+    assert_eq!(e.errors[0].item, "TOML syntax");
+    assert!(e.errors[0].message.contains("line 3"), "{e}");
+    assert_eq!(e.to_string().lines().count(), 1, "{e}");
+}
+
+#[test]
+fn unknown_keys_everywhere() {
+    let e = errors_with_prefix(
+        "zones = 1\n",
+        r#"
+[daemon]
+mod = "enforce"
+[flow]
+capacty = 10
+[link]
+ethertypes = []
+[alert]
+target = "udp://198.18.50.9"
+[[zone]]
+name = "extra"
+kind = "management"
+prefix = ["198.18.60.0/24"]
+prefixes = ["198.18.61.0/24"]
+colour = "red"
+[[path]]
+name = "p"
+method = "mail-text"
+  [[path.leg]]
+  from = "zone:internet"
+  to = "198.18.40.10"
+  service = "smtp"
+  [[path.leg]]
+  from = "198.18.40.10"
+  to = "198.18.20.25"
+  service = "smtp"
+  servce = "smtp"
+[[exception]]
+name = "e"
+from = "198.18.10.5"
+to = "198.18.20.30"
+service = "ssh"
+approval = "R8-1"
+expire = "2027-03-31"
+[[rule]]
+name = "r"
+from = "zone:management"
+to = "zone:sanitization"
+service = "ssh"
+comment = "x"
+[[service]]
+name = "s"
+proto = "tcp"
+port = [1]
+ports = [1]
+[[port]]
+name = "pt"
+zone = "lgwan"
+inside = "a0"
+outside = "a1"
+vlan = 3
+"#,
+    );
+    has(&e, "top level", &["unknown section `zones`", "did you mean `zone`?", "daemon, flow"]);
+    has(&e, "[daemon]", &["unknown key `mod`", "did you mean `mode`?", "mode, control_socket"]);
+    has(&e, "[flow]", &["unknown key `capacty`", "`capacity`"]);
+    has(&e, "[link]", &["unknown key `ethertypes`", "allow_ethertypes"]);
+    has(&e, "[alert]", &["unknown key `target`", "takes no keys yet"]);
+    has(&e, "zone \"extra\"", &["unknown key `prefix`", "accepted keys: name, kind, prefixes"]);
+    has(&e, "zone \"extra\"", &["unknown key `colour`"]);
+    has(&e, "path \"p\" leg 2", &["unknown key `servce`", "did you mean `service`?"]);
+    has(&e, "exception \"e\"", &["unknown key `expire`", "did you mean `expires`?"]);
+    has(&e, "rule \"r\"", &["unknown key `comment`"]);
+    has(&e, "service \"s\"", &["unknown key `port`"]);
+    has(&e, "port \"pt\"", &["unknown key `vlan`"]);
+    // nothing else: every other key of those items was fine (and a zone with
+    // only unknown keys still takes part in the invariant checks)
+    assert_eq!(e.errors.len(), 12, "{e}");
+}
+
+#[test]
+fn empty_alert_table_is_accepted() {
+    loads("[alert]\n");
+}
+
+#[test]
+fn missing_keys_and_wrong_types() {
+    let e = errors(
+        r#"
+[[zone]]
+name = "nokind"
+prefixes = ["198.18.60.0/24"]
+[[zone]]
+name = 5
+kind = "management"
+prefixes = ["198.18.61.0/24"]
+[[zone]]
+name = "strprefixes"
+kind = "management"
+prefixes = "198.18.62.0/24"
+[[service]]
+name = "strport"
+proto = "tcp"
+ports = [true]
+[[rule]]
+name = "noservice"
+from = "zone:management"
+to = "zone:sanitization"
+[flow]
+capacity = "1000"
+[daemon]
+mode = 1
+[[port]]
+name = "p"
+"#,
+    );
+    has(&e, "zone \"nokind\"", &["missing required key `kind`"]);
+    has(&e, "zone #7", &["key `name`", "expected a string in quotes"]);
+    has(&e, "zone \"strprefixes\"", &["key `prefixes`", "sequence"]);
+    has(&e, "service \"strport\"", &["ports[0]", "a port number"]);
+    has(&e, "rule \"noservice\"", &["missing required key `service`"]);
+    has(&e, "[flow]", &["key `capacity`", "an integer (without quotes)"]);
+    has(&e, "[daemon]", &["key `mode`", "string"]);
+    has(&e, "port \"p\"", &["missing required key"]);
+}
+
+#[test]
+fn sections_of_the_wrong_shape() {
+    let e = errors("[rule]\nname = \"x\"\n");
+    has(&e, "[[rule]]", &["write each one as [[rule]]"]);
+    let e = errors("[[flow]]\ncapacity = 5\n");
+    has(&e, "[flow]", &["write [flow], not [[flow]]"]);
+    let e = errors("[[path]]\nname = \"p\"\nmethod = \"mail-text\"\nleg = []\n");
+    has(&e, "path \"p\"", &["has no legs", "[[path.leg]]"]);
+}
+
+#[test]
+fn duplicate_names() {
+    let e = errors(
+        r#"
+[[zone]]
+name = "lgwan"
+kind = "lgwan"
+prefixes = ["198.18.21.0/24"]
+[[service]]
+name = "ssh"
+proto = "tcp"
+ports = [2222]
+[[rule]]
+name = "r"
+from = "zone:management"
+to = "zone:sanitization"
+service = "ssh"
+[[rule]]
+name = "r"
+from = "zone:management"
+to = "zone:sanitization"
+service = "https"
+"#,
+    );
+    has(&e, "zone \"lgwan\"", &["another zone is already named \"lgwan\""]);
+    has(&e, "service \"ssh\"", &["another service is already named \"ssh\""]);
+    has(&e, "rule \"r\"", &["another rule is already named \"r\"", "unique"]);
+    let e = errors("[[rule]]\nname = \"a b\"\nfrom = \"zone:management\"\nto = \"zone:sanitization\"\nservice = \"ssh\"\n");
+    has(&e, "rule \"a b\"", &["name \"a b\" is not valid"]);
+}
+
+#[test]
+fn unresolved_references() {
+    let e = errors(
+        r#"
+[[port]]
+name = "p"
+zone = "lgwn"
+inside = "a0"
+outside = "a1"
+[[rule]]
+name = "r"
+from = "zone:managment"
+to = "zone:sanitization"
+service = "sshh"
+[[path]]
+name = "p"
+method = "mail-text"
+  [[path.leg]]
+  from = "zone:internet"
+  to = "198.18.40.10"
+  service = "smpt"
+"#,
+    );
+    has(&e, "port \"p\"", &["`zone` names zone \"lgwn\", which is not defined", "did you mean `lgwan`?"]);
+    has(&e, "rule \"r\"", &["`from` names zone \"managment\"", "did you mean `management`?"]);
+    has(
+        &e,
+        "rule \"r\"",
+        &[
+            "service \"sshh\" is not defined",
+            "did you mean `ssh`?",
+            "defined services: https, rdp, smtp, ssh",
+        ],
+    );
+    has(&e, "path \"p\" leg 1", &["service \"smpt\" is not defined"]);
+}
+
+#[test]
+fn bad_prefixes_and_addresses() {
+    let e = errors(
+        r#"
+[[zone]]
+name = "z"
+kind = "management"
+prefixes = ["198.18.60.1/24", "198.18.61.0/33", "banana", "198.18.62.0/255.255.255.0"]
+[[rule]]
+name = "r"
+from = "198.18.50.1/24"
+to = "198.18.40.0/24x"
+service = "ssh"
+"#,
+    );
+    has(&e, "zone \"z\"", &["\"198.18.60.1/24\" has host bits set", "network address is 198.18.60.0/24"]);
+    has(&e, "zone \"z\"", &["\"198.18.61.0/33\" has an invalid prefix length"]);
+    has(&e, "zone \"z\"", &["\"banana\" is not an IPv4/IPv6 address or CIDR"]);
+    has(&e, "zone \"z\"", &["netmasks like /255.255.255.0 are not accepted"]);
+    has(
+        &e,
+        "rule \"r\"",
+        &[
+            "`from` \"198.18.50.1/24\" has host bits set",
+            "198.18.50.0/24",
+            "\"198.18.50.1\" for the single host",
+        ],
+    );
+    has(&e, "rule \"r\"", &["`to` \"198.18.40.0/24x\" has an invalid prefix length"]);
+}
+
+#[test]
+fn zone_prefix_conflicts_and_empty_zone() {
+    let e = errors(
+        r#"
+[[zone]]
+name = "dup"
+kind = "management"
+prefixes = ["198.18.20.0/24", "198.18.70.0/24", "198.18.70.0/24"]
+[[zone]]
+name = "empty"
+kind = "management"
+prefixes = []
+[[rule]]
+name = "r"
+from = "zone:management"
+to = "zone:sanitization"
+service = "ssh"
+"#,
+    );
+    has(&e, "zone \"dup\"", &["prefix 198.18.20.0/24 is also in zone \"lgwan\"", "exactly one zone"]);
+    has(&e, "zone \"dup\"", &["prefix 198.18.70.0/24 is listed twice"]);
+    has(&e, "zone \"empty\"", &["has no prefixes"]);
+    // invariant checks are skipped (and said so) while zones are broken
+    has(&e, "policy", &["invariants were not checked"]);
+}
+
+#[test]
+fn interfaces() {
+    let e = errors(
+        r#"
+[[port]]
+name = "a"
+zone = "lgwan"
+inside = "lg-in"
+outside = "lg-in"
+[[port]]
+name = "b"
+zone = "internet"
+inside = "lg-in"
+outside = "this-name-is-too-long"
+[[port]]
+name = "c"
+zone = "internet"
+inside = "in/1"
+outside = "in 2"
+[[port]]
+name = "a"
+zone = "internet"
+inside = "x0"
+outside = "x1"
+"#,
+    );
+    has(&e, "port \"a\"", &["inside and outside are both \"lg-in\""]);
+    has(&e, "port \"a\"", &["outside interface \"lg-in\" is already used by port \"a\""]);
+    has(&e, "port \"b\"", &["inside interface \"lg-in\" is already used by port \"a\""]);
+    has(&e, "port \"b\"", &["\"this-name-is-too-long\" is not valid", "1-15 bytes"]);
+    has(&e, "port \"c\"", &["\"in/1\" is not valid"]);
+    has(&e, "port \"c\"", &["\"in 2\" is not valid"]);
+    has(&e, "port \"a\"", &["another port is already named \"a\""]);
+}
+
+#[test]
+fn unknown_enum_values_list_the_accepted_ones() {
+    let e = errors(
+        r#"
+[daemon]
+mode = "enforcing"
+[[zone]]
+name = "z"
+kind = "dmz"
+prefixes = ["198.18.60.0/24"]
+[[service]]
+name = "s"
+proto = "sctp"
+app = "ftp"
+[[path]]
+name = "p"
+method = "mail"
+  [[path.leg]]
+  from = "zone:internet"
+  to = "198.18.40.10"
+  service = "smtp"
+"#,
+    );
+    has(&e, "[daemon]", &["unknown mode \"enforcing\"", "accepted values: enforce, monitor"]);
+    has(&e, "zone \"z\"", &["unknown kind \"dmz\"", "mynumber, lgwan, internet, sanitization, management"]);
+    has(&e, "service \"s\"", &["unknown proto \"sctp\"", "tcp, udp, icmp, any, gre, ipip, ipv6"]);
+    has(
+        &e,
+        "service \"s\"",
+        &["unknown app \"ftp\"", "any, smtp, rdp, tls, http, ica, ssh, dns, vnc, vxlan, teredo"],
+    );
+    has(
+        &e,
+        "path \"p\"",
+        &["unknown method \"mail\"", "mail-text, file-sanitize, screen-transfer, web-isolation"],
+    );
+}
+
+#[test]
+fn service_ports_and_apps() {
+    let e = errors(
+        r#"
+[[service]]
+name = "noports"
+proto = "tcp"
+[[service]]
+name = "ping"
+proto = "icmp"
+ports = [7]
+[[service]]
+name = "mail-udp"
+proto = "udp"
+ports = [25]
+app = "smtp"
+[[service]]
+name = "vx"
+proto = "tcp"
+ports = [4789]
+app = "vxlan"
+[[service]]
+name = "range"
+proto = "tcp"
+ports = ["9000-8000", 0, 70000, "x"]
+"#,
+    );
+    has(&e, "service \"noports\"", &["a tcp service needs `ports`"]);
+    has(&e, "service \"ping\"", &["`ports` only applies to tcp and udp"]);
+    has(&e, "service \"mail-udp\"", &["app \"smtp\" runs over tcp, but proto is \"udp\""]);
+    has(&e, "service \"vx\"", &["app \"vxlan\" runs over udp"]);
+    has(&e, "service \"range\"", &["\"9000-8000\" is backwards"]);
+    has(&e, "service \"range\"", &["port 0 is out of range"]);
+    has(&e, "service \"range\"", &["port 70000 is out of range"]);
+    has(&e, "service \"range\"", &["\"x\" is neither a port number nor a range"]);
+    // the accepted shapes
+    loads(
+        r#"
+[[service]]
+name = "rdp-udp"
+proto = "udp"
+ports = [3389]
+app = "rdp"
+[[service]]
+name = "dns-tcp"
+proto = "tcp"
+ports = [53]
+app = "dns"
+[[service]]
+name = "vxlan"
+proto = "udp"
+ports = [4789]
+app = "vxlan"
+[[service]]
+name = "gre"
+proto = "gre"
+[[service]]
+name = "web"
+proto = "tcp"
+ports = [80, "8000-8080", "443"]
+"#,
+    );
+}
+
+#[test]
+fn flow_limits() {
+    let e = errors("[flow]\ncapacity = 0\ntcp_syn_timeout_s = 0\nudp_timeout_s = -5\n");
+    has(&e, "[flow]", &["capacity = 0 is out of range", "between 1 and 100000000"]);
+    has(&e, "[flow]", &["tcp_syn_timeout_s = 0 is out of range", "positive"]);
+    has(&e, "[flow]", &["udp_timeout_s = -5 is out of range"]);
+    let e = errors("[flow]\ncapacity = 100_000_001\n");
+    has(&e, "[flow]", &["capacity = 100000001 is out of range"]);
+    loads("[flow]\ncapacity = 100_000_000\nicmp_timeout_s = 1\n");
+}
+
+#[test]
+fn daemon_and_link_settings() {
+    let e = errors("[daemon]\ncontrol_socket = \"sekisho.sock\"\n[link]\nallow_ethertypes = [0x0800, 0x0806, 0x8100, 0x05dc, 0x88cc, 0x88cc, 70000]\n");
+    has(&e, "[daemon]", &["control_socket \"sekisho.sock\" must be an absolute path"]);
+    has(&e, "[link]", &["0x0800 is IPv4"]);
+    has(&e, "[link]", &["0x0806 is ARP"]);
+    has(&e, "[link]", &["0x8100 is a VLAN tag"]);
+    has(&e, "[link]", &["0x05dc is an 802.3 length"]);
+    has(&e, "[link]", &["0x88cc is listed twice"]);
+    has(&e, "[link]", &["70000 is not an ethertype"]);
+    let text = format!("{BASE}\n[daemon]\nmode = \"monitor\"\ncontrol_socket = \"/tmp/s.sock\"\n[link]\nallow_ethertypes = [0x88cc, 0x88b5]\n");
+    let p = load_str(&text, "t").unwrap();
+    assert_eq!(p.mode(), sekisho_policy::Mode::Monitor);
+    assert_eq!(p.control_socket(), "/tmp/s.sock");
+    assert_eq!(p.allow_ethertypes(), [0x88cc, 0x88b5]);
+}
+
+#[test]
+fn mynumber_never_with_internet_or_sanitization() {
+    let e = errors(
+        r#"
+[[rule]]
+name = "mn-out"
+from = "zone:mynumber"
+to = "203.0.113.9"
+service = "https"
+[[path]]
+name = "mn-mail"
+method = "mail-text"
+  [[path.leg]]
+  from = "198.18.10.0/24"
+  to = "198.18.40.10"
+  service = "smtp"
+[[exception]]
+name = "mn-san"
+from = "198.18.40.10"
+to = "198.18.10.5"
+service = "ssh"
+approval = "R8-1"
+[[rule]]
+name = "too-wide"
+from = "0.0.0.0/0"
+to = "zone:sanitization"
+service = "ssh"
+"#,
+    );
+    let inv = "マイナンバー利用事務系 (mynumber) may never communicate with internet/sanitization";
+    has(&e, "rule \"mn-out\"", &[inv, "`to` \"203.0.113.9\" reaches zone \"internet\" (internet)"]);
+    has(&e, "path \"mn-mail\" leg 1", &[inv, "zone \"sanitization\" (sanitization)"]);
+    has(&e, "exception \"mn-san\"", &[inv]);
+    has(&e, "rule \"too-wide\"", &[inv, "`from` \"0.0.0.0/0\" reaches zone \"mynumber\""]);
+    assert_eq!(e.errors.len(), 4, "{e}");
+}
+
+#[test]
+fn rules_and_legs_never_leave_mynumber() {
+    let e = errors(
+        r#"
+[[rule]]
+name = "mn-lg"
+from = "zone:mynumber"
+to = "zone:lgwan"
+service = "ssh"
+[[rule]]
+name = "mgmt-mn"
+from = "zone:management"
+to = "198.18.10.5"
+service = "ssh"
+[[path]]
+name = "p"
+method = "file-sanitize"
+  [[path.leg]]
+  from = "198.18.20.5"
+  to = "2001:db8:10::5"
+  service = "https"
+"#,
+    );
+    for item in ["rule \"mn-lg\"", "rule \"mgmt-mn\""] {
+        has(
+            &e,
+            item,
+            &[
+                "a rule may not connect マイナンバー利用事務系 (mynumber) with any other zone",
+                "[[exception]] with an approval",
+            ],
+        );
+    }
+    has(
+        &e,
+        "path \"p\" leg 1",
+        &["a path leg may not connect マイナンバー利用事務系 (mynumber)", "[[exception]]"],
+    );
+    assert_eq!(e.errors.len(), 3, "{e}");
+}
+
+#[test]
+fn rules_never_cross_lgwan_internet() {
+    let e = errors(
+        r#"
+[[rule]]
+name = "web"
+from = "zone:lgwan"
+to = "zone:internet"
+service = "https"
+[[rule]]
+name = "in"
+from = "203.0.113.0/24"
+to = "198.18.20.25"
+service = "smtp"
+"#,
+    );
+    for item in ["rule \"web\"", "rule \"in\""] {
+        has(
+            &e,
+            item,
+            &[
+                "a rule may never cross LGWAN接続系 (lgwan) ↔ インターネット接続系 (internet)",
+                "only a [[path]] leg through a sanitization host can",
+            ],
+        );
+    }
+}
+
+#[test]
+fn legs_touch_a_sanitization_host() {
+    let e = errors(
+        r#"
+[[path]]
+name = "direct-mail"
+method = "mail-text"
+  [[path.leg]]
+  from = "zone:internet"
+  to = "198.18.20.25"
+  service = "smtp"
+[[path]]
+name = "mgmt"
+method = "file-sanitize"
+  [[path.leg]]
+  from = "zone:management"
+  to = "zone:lgwan"
+  service = "ssh"
+[[path]]
+name = "half"
+method = "file-sanitize"
+  [[path.leg]]
+  from = "198.18.0.0/16"
+  to = "198.18.50.5"
+  service = "https"
+[[path]]
+name = "st-zone"
+method = "screen-transfer"
+  [[path.leg]]
+  from = "zone:lgwan"
+  to = "zone:internet"
+  service = "rdp"
+[[path]]
+name = "st-cidr"
+method = "screen-transfer"
+  [[path.leg]]
+  from = "zone:lgwan"
+  to = "203.0.113.0/28"
+  service = "rdp"
+[[path]]
+name = "st-app"
+method = "screen-transfer"
+  [[path.leg]]
+  from = "zone:lgwan"
+  to = "203.0.113.50"
+  service = "https"
+"#,
+    );
+    has(
+        &e,
+        "path \"direct-mail\" leg 1",
+        &[
+            "may not connect LGWAN接続系 (lgwan) and インターネット接続系 (internet) directly",
+            "sanitization zone",
+        ],
+    );
+    has(&e, "path \"mgmt\" leg 1", &["every path leg must touch a host of a 無害化 (sanitization) zone"]);
+    has(&e, "path \"st-zone\" leg 1", &["must name a single host (the VDI/RDP server) as `to`"]);
+    has(&e, "path \"st-cidr\" leg 1", &["must name a single host", "\"203.0.113.0/28\""]);
+    has(&e, "path \"st-app\" leg 1", &["screen protocol", "service \"https\" has app \"tls\""]);
+    // 198.18.0.0/16 also reaches mynumber: the isolation invariant is what is reported
+    has(
+        &e,
+        "path \"half\" leg 1",
+        &[
+            "a path leg may not connect マイナンバー利用事務系 (mynumber) with any other zone",
+            "`from` \"198.18.0.0/16\" reaches zone \"mynumber\"",
+        ],
+    );
+}
+
+#[test]
+fn screen_transfer_both_directions_and_sanitizer_hosts() {
+    loads(
+        r#"
+[[service]]
+name = "ica"
+proto = "tcp"
+ports = [1494, 2598]
+app = "ica"
+[[service]]
+name = "vnc"
+proto = "tcp"
+ports = ["5900-5910"]
+app = "vnc"
+[[path]]
+name = "alpha"
+method = "screen-transfer"
+  [[path.leg]]
+  from = "zone:lgwan"
+  to = "203.0.113.50"
+  service = "rdp"
+  [[path.leg]]
+  from = "198.18.20.0/25"
+  to = "203.0.113.51/32"
+  service = "ica"
+[[path]]
+name = "beta"
+method = "screen-transfer"
+  [[path.leg]]
+  from = "zone:internet"
+  to = "198.18.20.100"
+  service = "vnc"
+[[path]]
+name = "mail"
+method = "mail-text"
+  [[path.leg]]
+  # a single address inside both sanitization and the 0.0.0.0/0 catch-all
+  # touches only sanitization
+  from = "zone:internet"
+  to = "198.18.40.10"
+  service = "smtp"
+"#,
+    );
+}
+
+#[test]
+fn exceptions_only_between_mynumber_and_lgwan_with_approval() {
+    let e = errors(
+        r#"
+[[exception]]
+name = "lg-mgmt"
+from = "zone:lgwan"
+to = "198.18.50.5"
+service = "ssh"
+approval = "R8-2"
+[[exception]]
+name = "no-approval"
+from = "198.18.10.5"
+to = "198.18.20.30"
+service = "ssh"
+approval = "  "
+[[exception]]
+name = "bad-date"
+from = "198.18.10.5"
+to = "198.18.20.30"
+service = "ssh"
+approval = "R8-3"
+expires = "31/03/2027"
+[[exception]]
+name = "wide"
+from = "198.18.0.0/17"
+to = "198.18.20.30"
+service = "ssh"
+approval = "R8-4"
+[[exception]]
+name = "missing-approval"
+from = "198.18.10.5"
+to = "198.18.20.30"
+service = "ssh"
+"#,
+    );
+    has(
+        &e,
+        "exception \"lg-mgmt\"",
+        &[
+            "an exception may only connect マイナンバー利用事務系 (mynumber) with LGWAN接続系 (lgwan)",
+            "zone \"management\" (management)",
+        ],
+    );
+    has(&e, "exception \"no-approval\"", &["approval is empty"]);
+    has(&e, "exception \"bad-date\"", &["`expires` \"31/03/2027\" is neither a date"]);
+    has(&e, "exception \"wide\"", &["an exception may only connect"]);
+    has(&e, "exception \"missing-approval\"", &["missing required key `approval`"]);
+    loads(
+        r#"
+[[exception]]
+name = "both-ways"
+from = "zone:lgwan"
+to = "2001:db8:10::5"
+service = "ssh"
+approval = "R8-5"
+expires = 2027-03-31T18:00:00+09:00
+"#,
+    );
+}
+
+#[test]
+fn endpoint_outside_every_zone() {
+    let text = r#"
+[[zone]]
+name = "lg"
+kind = "lgwan"
+prefixes = ["198.18.20.0/24"]
+[[zone]]
+name = "sz"
+kind = "sanitization"
+prefixes = ["198.18.40.0/24"]
+[[service]]
+name = "https"
+proto = "tcp"
+ports = [443]
+[[rule]]
+name = "r"
+from = "10.1.2.3"
+to = "zone:sz"
+service = "https"
+"#;
+    let e = load_str(text, "t").unwrap_err();
+    has(&e, "rule \"r\"", &["`from` \"10.1.2.3\" lies in no zone"]);
+}
+
+#[test]
+fn collects_every_problem_at_once() {
+    let e = errors(
+        r#"
+[flow]
+capacity = 0
+[[zone]]
+name = "bad"
+kind = "nope"
+prefixes = ["198.18.60.0/24"]
+[[rule]]
+name = "r1"
+from = "zone:nope"
+to = "zone:lgwan"
+service = "ssh"
+[[rule]]
+name = "r2"
+from = "zone:management"
+to = "zone:sanitization"
+service = "nope"
+"#,
+    );
+    assert!(e.errors.len() >= 4, "{e}");
+    has(&e, "[flow]", &["capacity"]);
+    has(&e, "zone \"bad\"", &["unknown kind"]);
+    has(&e, "rule \"r1\"", &["zone \"nope\""]);
+    has(&e, "rule \"r2\"", &["service \"nope\""]);
+}
+
+#[test]
+fn broken_items_do_not_cascade() {
+    // the zone and service exist but are broken: references to them are not
+    // reported again as undefined
+    let e = errors(
+        r#"
+[[zone]]
+name = "z"
+kind = "management"
+prefixes = [1]
+[[service]]
+name = "s"
+proto = "tcp"
+ports = ["x"]
+[[port]]
+name = "p"
+zone = "z"
+inside = "z0"
+outside = "z1"
+[[rule]]
+name = "r"
+from = "zone:z"
+to = "zone:sanitization"
+service = "s"
+"#,
+    );
+    assert!(!e.mentions("not defined"), "{e}");
+    has(&e, "zone \"z\"", &["prefixes[0]"]);
+    has(&e, "service \"s\"", &["\"x\""]);
+}

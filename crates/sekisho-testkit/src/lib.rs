@@ -1,0 +1,255 @@
+//! Test support for sekisho: builders for the frames the engine judges, and a pcap
+//! writer so that replay tests generate their own captures.
+//!
+//! Every builder returns a complete Ethernet frame (synthetic MAC addresses) with valid
+//! IPv4 header checksums; transport checksums are left zero (the engine does not verify
+//! them, as offloads make them unreliable on the wire).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+/// TCP flag bits.
+pub mod flags {
+    /// FIN.
+    pub const FIN: u16 = 0x01;
+    /// SYN.
+    pub const SYN: u16 = 0x02;
+    /// RST.
+    pub const RST: u16 = 0x04;
+    /// PSH.
+    pub const PSH: u16 = 0x08;
+    /// ACK.
+    pub const ACK: u16 = 0x10;
+    /// URG.
+    pub const URG: u16 = 0x20;
+}
+
+/// An Ethernet II frame carrying `payload` with `ethertype`.
+pub fn eth(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01];
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Inserts an 802.1Q tag (or an 802.1ad tag when `tpid` is 0x88a8) after the MAC addresses.
+pub fn vlan(frame: &[u8], tpid: u16, vid: u16) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    f.extend_from_slice(&tpid.to_be_bytes());
+    f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
+    f.extend_from_slice(&frame[12..]);
+    f
+}
+
+fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 =
+        bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// IPv4 header fields beyond the addresses.
+#[derive(Clone, Copy, Debug)]
+pub struct V4Opts {
+    /// Time to live.
+    pub ttl: u8,
+    /// Identification.
+    pub id: u16,
+    /// Fragment offset in 8-byte units.
+    pub frag_offset: u16,
+    /// More-fragments flag.
+    pub more_fragments: bool,
+}
+
+impl Default for V4Opts {
+    fn default() -> Self {
+        V4Opts { ttl: 64, id: 1, frag_offset: 0, more_fragments: false }
+    }
+}
+
+/// An IPv4 packet (no link header).
+pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, opts: V4Opts, payload: &[u8]) -> Vec<u8> {
+    let total = 20 + payload.len();
+    let frag = (opts.frag_offset & 0x1fff) | if opts.more_fragments { 0x2000 } else { 0 };
+    let mut h = vec![0x45, 0];
+    h.extend_from_slice(&(total as u16).to_be_bytes());
+    h.extend_from_slice(&opts.id.to_be_bytes());
+    h.extend_from_slice(&frag.to_be_bytes());
+    h.extend_from_slice(&[opts.ttl, protocol, 0, 0]);
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(&dst.octets());
+    let c = checksum(&h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h.extend_from_slice(payload);
+    h
+}
+
+/// An IPv6 packet (no link header); `next_header` names the first header of `payload`.
+pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, hop_limit: u8, payload: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x60, 0, 0, 0];
+    h.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    h.extend_from_slice(&[next_header, hop_limit]);
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(&dst.octets());
+    h.extend_from_slice(payload);
+    h
+}
+
+/// An IPv6 fragment extension header (8 bytes) followed by `payload`.
+pub fn ipv6_fragment_header(
+    next_header: u8,
+    offset_units: u16,
+    more: bool,
+    id: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut h = vec![next_header, 0];
+    h.extend_from_slice(&((offset_units << 3) | u16::from(more)).to_be_bytes());
+    h.extend_from_slice(&id.to_be_bytes());
+    h.extend_from_slice(payload);
+    h
+}
+
+/// An Ethernet frame carrying an IP packet from `src` to `dst` (the family of `src`),
+/// TTL / hop limit `hops`.
+pub fn ip_frame(src: &str, dst: &str, protocol: u8, hops: u8, payload: &[u8]) -> Vec<u8> {
+    match (addr(src), addr(dst)) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            eth(0x0800, &ipv4(s, d, protocol, V4Opts { ttl: hops, ..V4Opts::default() }, payload))
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => eth(0x86dd, &ipv6(s, d, protocol, hops, payload)),
+        _ => panic!("{src} and {dst} are of different families"),
+    }
+}
+
+/// Parses an address, panicking with the text on error (test code).
+pub fn addr(text: &str) -> IpAddr {
+    text.parse().unwrap_or_else(|_| panic!("bad address {text:?}"))
+}
+
+/// A TCP segment (20-byte header, no options).
+pub fn tcp_segment(sport: u16, dport: u16, flags: u16, payload: &[u8]) -> Vec<u8> {
+    let mut s = Vec::with_capacity(20 + payload.len());
+    s.extend_from_slice(&sport.to_be_bytes());
+    s.extend_from_slice(&dport.to_be_bytes());
+    s.extend_from_slice(&1000u32.to_be_bytes());
+    s.extend_from_slice(&(if flags & flags::ACK != 0 { 2000u32 } else { 0 }).to_be_bytes());
+    s.extend_from_slice(&[0x50 | ((flags >> 8) as u8 & 0x01), flags as u8]);
+    s.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
+    s.extend_from_slice(payload);
+    s
+}
+
+/// A UDP datagram.
+pub fn udp_datagram(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut d = Vec::with_capacity(8 + payload.len());
+    d.extend_from_slice(&sport.to_be_bytes());
+    d.extend_from_slice(&dport.to_be_bytes());
+    d.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    d.extend_from_slice(&[0, 0]);
+    d.extend_from_slice(payload);
+    d
+}
+
+/// A TCP frame from `src:sport` to `dst:dport`.
+pub fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u16, payload: &[u8]) -> Vec<u8> {
+    ip_frame(src, dst, 6, 64, &tcp_segment(sport, dport, flags, payload))
+}
+
+/// A UDP frame from `src:sport` to `dst:dport`.
+pub fn udp(src: &str, sport: u16, dst: &str, dport: u16, payload: &[u8]) -> Vec<u8> {
+    ip_frame(src, dst, 17, 64, &udp_datagram(sport, dport, payload))
+}
+
+/// An ICMP (IPv4) or ICMPv6 message: type, code, the 4 rest-of-header bytes, and data.
+pub fn icmp(src: &str, dst: &str, ty: u8, code: u8, rest: [u8; 4], data: &[u8], hops: u8) -> Vec<u8> {
+    let mut m = vec![ty, code, 0, 0];
+    m.extend_from_slice(&rest);
+    m.extend_from_slice(data);
+    let protocol = if addr(src).is_ipv4() { 1 } else { 58 };
+    ip_frame(src, dst, protocol, hops, &m)
+}
+
+/// An ICMP echo request (or reply) with identifier `ident`.
+pub fn ping(src: &str, dst: &str, ident: u16, reply: bool) -> Vec<u8> {
+    let v6 = addr(src).is_ipv6();
+    let ty = match (v6, reply) {
+        (false, false) => 8,
+        (false, true) => 0,
+        (true, false) => 128,
+        (true, true) => 129,
+    };
+    let id = ident.to_be_bytes();
+    icmp(src, dst, ty, 0, [id[0], id[1], 0, 1], b"sekisho-ping", 64)
+}
+
+/// An ARP request frame.
+pub fn arp() -> Vec<u8> {
+    let mut body = vec![0, 1, 8, 0, 6, 4, 0, 1];
+    body.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01, 198, 18, 20, 5]);
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 198, 18, 20, 1]);
+    eth(0x0806, &body)
+}
+
+/// Strips the Ethernet header from a frame built here (14 bytes, no VLAN tag).
+pub fn ip_packet(frame: &[u8]) -> &[u8] {
+    &frame[14..]
+}
+
+/// Link types [`write_pcap`] can declare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkType {
+    /// LINKTYPE_ETHERNET (1).
+    Ethernet = 1,
+    /// LINKTYPE_RAW (101): packets start with the IP header.
+    Raw = 101,
+}
+
+/// Writes a classic pcap file (microsecond timestamps) holding `packets`, each a time in
+/// nanoseconds since the Unix epoch and the bytes for `linktype`.
+pub fn write_pcap(path: &Path, linktype: LinkType, packets: &[(u64, Vec<u8>)]) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&0i32.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&262_144u32.to_le_bytes());
+    out.extend_from_slice(&(linktype as u32).to_le_bytes());
+    for (ts, data) in packets {
+        out.extend_from_slice(&((ts / 1_000_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&((ts % 1_000_000_000 / 1000) as u32).to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(data);
+    }
+    std::fs::File::create(path)?.write_all(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_header_checksum_verifies() {
+        let p =
+            ipv4(Ipv4Addr::new(198, 18, 20, 5), Ipv4Addr::new(198, 18, 40, 10), 6, V4Opts::default(), &[]);
+        assert_eq!(checksum(&p[..20]), 0);
+    }
+
+    #[test]
+    fn frames_have_the_expected_shape() {
+        let f = tcp("198.18.20.5", 40000, "198.18.40.10", 25, flags::SYN, b"");
+        assert_eq!(f.len(), 14 + 20 + 20);
+        assert_eq!(f[14 + 9], 6);
+        let f = udp("2001:db8:20::5", 5353, "2001:db8:40::10", 53, b"x");
+        assert_eq!(f.len(), 14 + 40 + 8 + 1);
+        let t = vlan(&f, 0x8100, 20);
+        assert_eq!(&t[12..16], &[0x81, 0x00, 0x00, 20]);
+    }
+}

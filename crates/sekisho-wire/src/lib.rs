@@ -1,0 +1,794 @@
+//! Pure, allocation-free parsing of the frames sekisho inspects.
+//!
+//! [`parse_ethernet`] takes an Ethernet II frame (up to two VLAN tags) and [`parse_ip`] a
+//! raw IP packet; both return a [`Parsed`] summary that borrows payloads from the input,
+//! or a [`ParseError`]. Every `ParseError` means "malformed": the caller drops the frame.
+//!
+//! Guarantees, in the style of smoltcp's `wire` module:
+//! - no `unsafe`, no I/O, no allocation, no panics on any input: every length is checked
+//!   before a field is read, and no loop runs unbounded (the IPv6 extension-header walk
+//!   stops after [`MAX_EXT_HEADERS`]);
+//! - lengths come from the headers, not the frame: Ethernet padding after the IP packet is
+//!   ignored, an IP packet longer than the bytes present is an error;
+//! - evasion-prone shapes are rejected: tiny first fragments (RFC 1858, RFC 7112), TCP
+//!   fragments at offset 1, fragments reaching past 65535 bytes, IPv6 routing header type 0
+//!   (RFC 5095), hop-by-hop options anywhere but first, jumbograms.
+//!
+//! Checksums (IPv4, TCP, UDP, ICMP) are deliberately **not** verified: checksum offload
+//! makes them unreliable on a capture interface, and the routers and hosts on either side
+//! drop packets whose checksums are wrong. IPv4 options are skipped, not inspected.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use core::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Most IPv6 extension headers walked before the packet is rejected.
+pub const MAX_EXT_HEADERS: usize = 8;
+
+const ETH_HEADER_LEN: usize = 14;
+const VLAN_TAG_LEN: usize = 4;
+const IPV6_HEADER_LEN: usize = 40;
+const ICMP_HEADER_LEN: usize = 8;
+/// Ethernet/IPv4 ARP body.
+const ARP_LEN: usize = 28;
+
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_ARP: u16 = 0x0806;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const TPID_8021Q: u16 = 0x8100;
+const TPID_8021AD: u16 = 0x88a8;
+const TPID_QINQ_LEGACY: u16 = 0x9100;
+
+const PROTO_HOPOPT: u8 = 0;
+const PROTO_ICMP: u8 = 1;
+const PROTO_IPIP: u8 = 4;
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+const PROTO_IPV6: u8 = 41;
+const PROTO_ROUTING: u8 = 43;
+const PROTO_FRAGMENT: u8 = 44;
+const PROTO_GRE: u8 = 47;
+const PROTO_AH: u8 = 51;
+const PROTO_ICMPV6: u8 = 58;
+const PROTO_DSTOPTS: u8 = 60;
+const PROTO_MOBILITY: u8 = 135;
+
+const PORT_VXLAN: u16 = 4789;
+const PORT_TEREDO: u16 = 3544;
+
+/// A parsed frame: its VLAN tags and what it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parsed<'a> {
+    /// VLAN tags of the frame ([`Vlan::NONE`] for raw IP and untagged frames).
+    pub vlan: Vlan,
+    /// The network-layer content.
+    pub l3: L3<'a>,
+}
+
+/// Up to two VLAN tags (802.1Q 0x8100; 802.1ad 0x88a8 and legacy 0x9100 as outer).
+/// A single tag is reported as `outer`. Ids are the 12-bit VID (priority bits dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Vlan {
+    /// VID of the first (outer) tag.
+    pub outer: Option<u16>,
+    /// VID of the second (inner, 802.1Q) tag.
+    pub inner: Option<u16>,
+}
+
+impl Vlan {
+    /// No VLAN tag.
+    pub const NONE: Vlan = Vlan { outer: None, inner: None };
+
+    /// Both tags packed into 26 bits for a flow key (`outer << 13 | inner`, each 13 bits:
+    /// a presence bit 0x1000 plus the VID), so "untagged" and "VID 0" differ.
+    #[inline]
+    pub const fn key(&self) -> u32 {
+        const fn part(vid: Option<u16>) -> u32 {
+            match vid {
+                Some(v) => 0x1000 | (v as u32 & 0x0fff),
+                None => 0,
+            }
+        }
+        (part(self.outer) << 13) | part(self.inner)
+    }
+}
+
+/// Network-layer content of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L3<'a> {
+    /// ARP (ethertype 0x0806) with at least the 28-byte Ethernet/IPv4 body present.
+    Arp,
+    /// IPv4 or IPv6.
+    Ip(Ip<'a>),
+    /// Any other ethertype (or 802.3 length field), not parsed further.
+    Other {
+        /// The ethertype after the VLAN tags.
+        ethertype: u16,
+    },
+}
+
+/// A parsed IPv4 or IPv6 packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ip<'a> {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// IPv4 TTL or IPv6 hop limit.
+    pub hop_limit: u8,
+    /// Upper-layer protocol number (after the IPv6 extension chain; for a non-first IPv6
+    /// fragment, the fragment header's next header).
+    pub protocol: u8,
+    /// Fragment information; `None` for unfragmented packets and IPv6 atomic fragments.
+    pub fragment: Option<Fragment>,
+    /// The transport layer.
+    pub l4: L4<'a>,
+    /// `Some` when this packet is recognised as a tunnel.
+    pub tunnel: Option<Tunnel>,
+    /// IP packet length from the header (the frame may carry Ethernet padding after it).
+    pub total_len: usize,
+}
+
+impl Ip<'_> {
+    /// Ports for a flow key: TCP/UDP ports, `(ident, 0)` for ICMP echo, else `(0, 0)`.
+    /// Consistent with [`Quoted::sport`] / [`Quoted::dport`].
+    #[inline]
+    pub fn ports(&self) -> (u16, u16) {
+        match self.l4 {
+            L4::Tcp(t) => (t.sport, t.dport),
+            L4::Udp(u) => (u.sport, u.dport),
+            L4::Icmp(i) => (i.ident, 0),
+            L4::NotFirstFragment | L4::Other => (0, 0),
+        }
+    }
+}
+
+/// Fragment header fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fragment {
+    /// Identification (16 bits for IPv4, 32 for IPv6).
+    pub id: u32,
+    /// Fragment offset in 8-byte units.
+    pub offset: u16,
+    /// More-fragments flag.
+    pub more: bool,
+}
+
+/// Transport layer of an IP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4<'a> {
+    /// TCP segment.
+    Tcp(Tcp<'a>),
+    /// UDP datagram.
+    Udp(Udp<'a>),
+    /// ICMP (IPv4) or ICMPv6 message.
+    Icmp(Icmp),
+    /// A non-first fragment: no transport header in this packet.
+    NotFirstFragment,
+    /// Any other protocol (GRE, IP-in-IP, ESP, SCTP, no-next-header, ...): no ports.
+    Other,
+}
+
+/// TCP header summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tcp<'a> {
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// Flags, including NS/AE.
+    pub flags: TcpFlags,
+    /// Segment data after the header and options, up to the IP length.
+    pub payload: &'a [u8],
+}
+
+/// TCP flags (the low 9 bits of header bytes 12–13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TcpFlags(pub u16);
+
+impl TcpFlags {
+    /// FIN.
+    pub const FIN: TcpFlags = TcpFlags(0x01);
+    /// SYN.
+    pub const SYN: TcpFlags = TcpFlags(0x02);
+    /// RST.
+    pub const RST: TcpFlags = TcpFlags(0x04);
+    /// PSH.
+    pub const PSH: TcpFlags = TcpFlags(0x08);
+    /// ACK.
+    pub const ACK: TcpFlags = TcpFlags(0x10);
+    /// URG.
+    pub const URG: TcpFlags = TcpFlags(0x20);
+    /// ECE.
+    pub const ECE: TcpFlags = TcpFlags(0x40);
+    /// CWR.
+    pub const CWR: TcpFlags = TcpFlags(0x80);
+    /// NS (RFC 3540), reused as AE by accurate ECN.
+    pub const NS: TcpFlags = TcpFlags(0x100);
+    /// AE (accurate ECN), same bit as [`TcpFlags::NS`].
+    pub const AE: TcpFlags = TcpFlags(0x100);
+
+    /// True when every flag of `other` is set in `self`.
+    #[inline]
+    pub const fn contains(self, other: TcpFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// True for combinations that never start or continue a flow: SYN+FIN, SYN+RST,
+    /// none of FIN/SYN/RST/PSH/ACK/URG (null scan), FIN+PSH+URG (xmas).
+    #[inline]
+    pub const fn is_invalid(self) -> bool {
+        const SYN_FIN: u16 = 0x03;
+        const SYN_RST: u16 = 0x06;
+        const XMAS: u16 = 0x29;
+        self.0 & 0x3f == 0
+            || self.0 & SYN_FIN == SYN_FIN
+            || self.0 & SYN_RST == SYN_RST
+            || self.0 & XMAS == XMAS
+    }
+}
+
+impl core::ops::BitOr for TcpFlags {
+    type Output = TcpFlags;
+    #[inline]
+    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
+        TcpFlags(self.0 | rhs.0)
+    }
+}
+
+/// UDP header summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Udp<'a> {
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// Datagram data per the UDP length (for a first fragment: what this fragment holds).
+    pub payload: &'a [u8],
+}
+
+/// ICMP or ICMPv6 header summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Icmp {
+    /// True for ICMPv6.
+    pub v6: bool,
+    /// Message type.
+    pub ty: u8,
+    /// Message code.
+    pub code: u8,
+    /// Echo identifier; 0 unless echo request/reply.
+    pub ident: u16,
+    /// For error messages, the header of the offending packet when it parses far enough.
+    pub quoted: Option<Quoted>,
+}
+
+/// The first header of the packet an ICMP/ICMPv6 error quotes (addresses as in that
+/// packet, i.e. usually the reverse of the error's own direction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Quoted {
+    /// Source address of the quoted packet.
+    pub src: IpAddr,
+    /// Destination address of the quoted packet.
+    pub dst: IpAddr,
+    /// Upper-layer protocol of the quoted packet.
+    pub protocol: u8,
+    /// TCP/UDP source port, the identifier for ICMP echo, else 0.
+    pub sport: u16,
+    /// TCP/UDP destination port, else 0.
+    pub dport: u16,
+}
+
+/// A recognised tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tunnel {
+    /// GRE (IP protocol 47).
+    Gre,
+    /// IPv4 encapsulated in IP (protocol 4).
+    IpInIp,
+    /// IPv6 encapsulated in IP (protocol 41: 6in4, or v6-in-v6).
+    Ipv6InIp,
+    /// VXLAN (UDP port 4789 with the I flag set).
+    Vxlan,
+    /// Teredo (UDP port 3544, or a UDP payload that is exactly one IPv6 packet).
+    Teredo,
+}
+
+/// Why a frame was rejected. Every variant means "malformed".
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParseError {
+    /// Fewer than 14 bytes.
+    TruncatedEthernet,
+    /// A VLAN tag or the ethertype after it is cut off.
+    TruncatedVlan,
+    /// A third VLAN tag.
+    TooManyVlanTags,
+    /// The inner tag uses an outer TPID (0x88a8 or 0x9100).
+    BadInnerVlanTpid,
+    /// ARP frame shorter than the 28-byte body.
+    TruncatedArp,
+    /// Empty IP packet.
+    EmptyIp,
+    /// IP version nibble is neither 4 nor 6.
+    UnknownIpVersion,
+    /// IP version nibble disagrees with the ethertype.
+    IpVersionMismatch,
+    /// Fewer than 20 bytes of IPv4 header.
+    TruncatedIpv4Header,
+    /// IHL below 5.
+    Ipv4HeaderLengthBelow20,
+    /// IHL (options) reaches past the data.
+    Ipv4HeaderExceedsData,
+    /// Total length smaller than the header.
+    Ipv4TotalLengthBelowHeader,
+    /// Total length larger than the data.
+    Ipv4TotalLengthExceedsData,
+    /// Fewer than 40 bytes of IPv6 header.
+    TruncatedIpv6Header,
+    /// Payload length larger than the data.
+    Ipv6PayloadLengthExceedsData,
+    /// Payload length 0 with a hop-by-hop header (jumbogram).
+    Ipv6Jumbogram,
+    /// An extension header is cut off.
+    TruncatedExtensionHeader,
+    /// More than [`MAX_EXT_HEADERS`] extension headers.
+    TooManyExtensionHeaders,
+    /// Hop-by-hop options not directly after the IPv6 header.
+    HopByHopNotFirst,
+    /// Routing header type 0 (RFC 5095).
+    RoutingHeaderType0,
+    /// Two fragment headers.
+    DuplicateFragmentHeader,
+    /// First fragment without the whole header chain and transport header.
+    TinyFirstFragment,
+    /// TCP fragment at offset 1 (RFC 1858).
+    TcpFragmentOffsetOne,
+    /// Fragment reaching past the 65535-byte maximum packet.
+    FragmentTooLarge,
+    /// Fewer than 20 bytes of TCP header.
+    TruncatedTcpHeader,
+    /// TCP data offset below 5.
+    TcpDataOffsetBelow5,
+    /// TCP data offset (options) reaches past the data.
+    TcpHeaderExceedsData,
+    /// Fewer than 8 bytes of UDP header.
+    TruncatedUdpHeader,
+    /// UDP length field below 8.
+    UdpLengthBelow8,
+    /// UDP length field larger than the data.
+    UdpLengthExceedsData,
+    /// ICMP message shorter than 4 bytes (8 for echo).
+    TruncatedIcmp,
+}
+
+impl ParseError {
+    /// Short description.
+    pub const fn as_str(&self) -> &'static str {
+        use ParseError::*;
+        match self {
+            TruncatedEthernet => "truncated ethernet header",
+            TruncatedVlan => "truncated vlan tag",
+            TooManyVlanTags => "more than two vlan tags",
+            BadInnerVlanTpid => "inner vlan tag with an outer tpid",
+            TruncatedArp => "truncated arp body",
+            EmptyIp => "empty ip packet",
+            UnknownIpVersion => "unknown ip version",
+            IpVersionMismatch => "ip version disagrees with ethertype",
+            TruncatedIpv4Header => "truncated ipv4 header",
+            Ipv4HeaderLengthBelow20 => "ipv4 header length below 20",
+            Ipv4HeaderExceedsData => "ipv4 header length exceeds packet",
+            Ipv4TotalLengthBelowHeader => "ipv4 total length below header length",
+            Ipv4TotalLengthExceedsData => "ipv4 total length exceeds packet",
+            TruncatedIpv6Header => "truncated ipv6 header",
+            Ipv6PayloadLengthExceedsData => "ipv6 payload length exceeds packet",
+            Ipv6Jumbogram => "ipv6 jumbogram",
+            TruncatedExtensionHeader => "truncated ipv6 extension header",
+            TooManyExtensionHeaders => "too many ipv6 extension headers",
+            HopByHopNotFirst => "ipv6 hop-by-hop header not first",
+            RoutingHeaderType0 => "ipv6 routing header type 0",
+            DuplicateFragmentHeader => "duplicate ipv6 fragment header",
+            TinyFirstFragment => "tiny first fragment",
+            TcpFragmentOffsetOne => "tcp fragment at offset 1",
+            FragmentTooLarge => "fragment past 65535 bytes",
+            TruncatedTcpHeader => "truncated tcp header",
+            TcpDataOffsetBelow5 => "tcp data offset below 5",
+            TcpHeaderExceedsData => "tcp data offset exceeds packet",
+            TruncatedUdpHeader => "truncated udp header",
+            UdpLengthBelow8 => "udp length below 8",
+            UdpLengthExceedsData => "udp length exceeds packet",
+            TruncatedIcmp => "truncated icmp header",
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+// Fixed-size headers are taken as `&[u8; N]` with `split_first_chunk`, so constant
+// indexing into them is checked by the compiler (`unconditional_panic`); variable parts
+// are read with `get`.
+
+#[inline(always)]
+const fn be16(hi: u8, lo: u8) -> u16 {
+    u16::from_be_bytes([hi, lo])
+}
+
+#[inline]
+fn be16_at(b: &[u8], off: usize) -> Option<u16> {
+    let s = b.get(off..)?.first_chunk::<2>()?;
+    Some(u16::from_be_bytes(*s))
+}
+
+#[inline]
+fn ipv6_at(b: &[u8], off: usize) -> Option<Ipv6Addr> {
+    let s = b.get(off..)?.first_chunk::<16>()?;
+    Some(Ipv6Addr::from(*s))
+}
+
+#[inline]
+fn is_tpid(ethertype: u16) -> bool {
+    matches!(ethertype, TPID_8021Q | TPID_8021AD | TPID_QINQ_LEGACY)
+}
+
+/// Reads one VLAN tag: (VID, next ethertype, rest).
+#[inline(always)]
+fn vlan_tag(b: &[u8]) -> Result<(u16, u16, &[u8]), ParseError> {
+    let (tag, rest) = b.split_first_chunk::<VLAN_TAG_LEN>().ok_or(ParseError::TruncatedVlan)?;
+    Ok((be16(tag[0], tag[1]) & 0x0fff, be16(tag[2], tag[3]), rest))
+}
+
+/// Parses an Ethernet II frame (without FCS).
+pub fn parse_ethernet(frame: &[u8]) -> Result<Parsed<'_>, ParseError> {
+    let (eth, mut rest) = frame.split_first_chunk::<ETH_HEADER_LEN>().ok_or(ParseError::TruncatedEthernet)?;
+    let mut ethertype = be16(eth[12], eth[13]);
+    let mut vlan = Vlan::NONE;
+    if is_tpid(ethertype) {
+        let (vid, next, r) = vlan_tag(rest)?;
+        (vlan.outer, ethertype, rest) = (Some(vid), next, r);
+        if is_tpid(ethertype) {
+            if ethertype != TPID_8021Q {
+                return Err(ParseError::BadInnerVlanTpid);
+            }
+            let (vid, next, r) = vlan_tag(rest)?;
+            (vlan.inner, ethertype, rest) = (Some(vid), next, r);
+            if is_tpid(ethertype) {
+                return Err(ParseError::TooManyVlanTags);
+            }
+        }
+    }
+    let l3 = match ethertype {
+        ETHERTYPE_ARP if rest.len() < ARP_LEN => return Err(ParseError::TruncatedArp),
+        ETHERTYPE_ARP => L3::Arp,
+        ETHERTYPE_IPV4 => L3::Ip(parse_ipv4(rest)?),
+        ETHERTYPE_IPV6 => L3::Ip(parse_ipv6(rest)?),
+        other => L3::Other { ethertype: other },
+    };
+    Ok(Parsed { vlan, l3 })
+}
+
+/// Parses a raw IP packet (no link header); the version comes from the first nibble.
+/// `vlan` is [`Vlan::NONE`].
+pub fn parse_ip(packet: &[u8]) -> Result<Parsed<'_>, ParseError> {
+    let ip = match packet.first().ok_or(ParseError::EmptyIp)? >> 4 {
+        4 => parse_ipv4(packet)?,
+        6 => parse_ipv6(packet)?,
+        _ => return Err(ParseError::UnknownIpVersion),
+    };
+    Ok(Parsed { vlan: Vlan::NONE, l3: L3::Ip(ip) })
+}
+
+#[inline(always)]
+fn parse_ipv4(packet: &[u8]) -> Result<Ip<'_>, ParseError> {
+    let (h, _) = packet.split_first_chunk::<20>().ok_or(ParseError::TruncatedIpv4Header)?;
+    if h[0] >> 4 != 4 {
+        return Err(ParseError::IpVersionMismatch);
+    }
+    let hlen = usize::from(h[0] & 0x0f) * 4;
+    if hlen < 20 {
+        return Err(ParseError::Ipv4HeaderLengthBelow20);
+    }
+    if hlen > packet.len() {
+        return Err(ParseError::Ipv4HeaderExceedsData);
+    }
+    let total_len = usize::from(be16(h[2], h[3]));
+    if total_len < hlen {
+        return Err(ParseError::Ipv4TotalLengthBelowHeader);
+    }
+    let data = packet.get(hlen..total_len).ok_or(ParseError::Ipv4TotalLengthExceedsData)?;
+    let protocol = h[9];
+    let flags_offset = be16(h[6], h[7]);
+    let (offset, more) = (flags_offset & 0x1fff, flags_offset & 0x2000 != 0);
+    let id = u32::from(be16(h[4], h[5]));
+    let fragment = (more || offset != 0).then_some(Fragment { id, offset, more });
+    if hlen + usize::from(offset) * 8 + data.len() > usize::from(u16::MAX) {
+        return Err(ParseError::FragmentTooLarge);
+    }
+    let (l4, tunnel) = transport(protocol, false, data, offset, more)?;
+    Ok(Ip {
+        src: IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15])),
+        dst: IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19])),
+        hop_limit: h[8],
+        protocol,
+        fragment,
+        l4,
+        tunnel,
+        total_len,
+    })
+}
+
+#[inline(always)]
+fn parse_ipv6(packet: &[u8]) -> Result<Ip<'_>, ParseError> {
+    let (h, _) = packet.split_first_chunk::<IPV6_HEADER_LEN>().ok_or(ParseError::TruncatedIpv6Header)?;
+    if h[0] >> 4 != 6 {
+        return Err(ParseError::IpVersionMismatch);
+    }
+    let next_header = h[6];
+    let payload_len = usize::from(be16(h[4], h[5]));
+    if payload_len == 0 && next_header == PROTO_HOPOPT {
+        return Err(ParseError::Ipv6Jumbogram);
+    }
+    let total_len = IPV6_HEADER_LEN + payload_len;
+    let packet = packet.get(..total_len).ok_or(ParseError::Ipv6PayloadLengthExceedsData)?;
+    let (src, dst) = match (ipv6_at(h, 8), ipv6_at(h, 24)) {
+        (Some(src), Some(dst)) => (src, dst),
+        _ => return Err(ParseError::TruncatedIpv6Header),
+    };
+    let chain = walk_ext_chain(packet, next_header)?;
+    let data = packet.get(chain.l4_offset..).ok_or(ParseError::TruncatedExtensionHeader)?;
+    if usize::from(chain.frag_offset) * 8 + data.len() > usize::from(u16::MAX) {
+        return Err(ParseError::FragmentTooLarge);
+    }
+    let (l4, tunnel) = transport(chain.protocol, true, data, chain.frag_offset, chain.first_fragment)?;
+    Ok(Ip {
+        src: IpAddr::V6(src),
+        dst: IpAddr::V6(dst),
+        hop_limit: h[7],
+        protocol: chain.protocol,
+        fragment: chain.fragment,
+        l4,
+        tunnel,
+        total_len,
+    })
+}
+
+/// Result of walking an IPv6 extension-header chain.
+struct ExtChain {
+    /// Upper-layer protocol (or the fragment header's next header for non-first fragments).
+    protocol: u8,
+    /// Where the upper-layer header (or the fragment data) starts.
+    l4_offset: usize,
+    fragment: Option<Fragment>,
+    frag_offset: u16,
+    /// A fragment header with offset 0 and M set was seen.
+    first_fragment: bool,
+}
+
+/// Walks the extension headers of `packet` (starting with the IPv6 fixed header).
+fn walk_ext_chain(packet: &[u8], mut next: u8) -> Result<ExtChain, ParseError> {
+    let mut off = IPV6_HEADER_LEN;
+    let mut count = 0;
+    let mut fragment = None;
+    let mut seen_fragment = false;
+    let mut first_fragment = false;
+    while matches!(
+        next,
+        PROTO_HOPOPT | PROTO_ROUTING | PROTO_FRAGMENT | PROTO_DSTOPTS | PROTO_AH | PROTO_MOBILITY
+    ) {
+        count += 1;
+        if count > MAX_EXT_HEADERS {
+            return Err(ParseError::TooManyExtensionHeaders);
+        }
+        if next == PROTO_HOPOPT && count != 1 {
+            return Err(ParseError::HopByHopNotFirst);
+        }
+        let truncated =
+            if first_fragment { ParseError::TinyFirstFragment } else { ParseError::TruncatedExtensionHeader };
+        let rest = packet.get(off..).ok_or(truncated)?;
+        let (hdr_next, len_field) = match rest {
+            [a, b, ..] => (*a, usize::from(*b)),
+            _ => return Err(truncated),
+        };
+        let len = match next {
+            PROTO_FRAGMENT => 8,
+            PROTO_AH => (len_field + 2) * 4,
+            _ => (len_field + 1) * 8,
+        };
+        let hdr = rest.get(..len).ok_or(truncated)?;
+        match (next, hdr.first_chunk::<8>()) {
+            (PROTO_ROUTING, Some([_, _, 0, ..])) => return Err(ParseError::RoutingHeaderType0),
+            (PROTO_FRAGMENT, Some(f)) => {
+                if seen_fragment {
+                    return Err(ParseError::DuplicateFragmentHeader);
+                }
+                seen_fragment = true;
+                let frag_offset = be16(f[2], f[3]) >> 3;
+                let more = f[3] & 1 != 0;
+                first_fragment = more;
+                if frag_offset != 0 || more {
+                    let id = u32::from_be_bytes([f[4], f[5], f[6], f[7]]);
+                    fragment = Some(Fragment { id, offset: frag_offset, more });
+                }
+                if frag_offset != 0 {
+                    let l4_offset = off + len;
+                    return Ok(ExtChain {
+                        protocol: hdr_next,
+                        l4_offset,
+                        fragment,
+                        frag_offset,
+                        first_fragment,
+                    });
+                }
+            }
+            _ => {}
+        }
+        next = hdr_next;
+        off += len;
+    }
+    Ok(ExtChain { protocol: next, l4_offset: off, fragment, frag_offset: 0, first_fragment })
+}
+
+/// Parses the transport layer. `first_fragment`: offset 0 with more fragments to come, so
+/// the whole transport header must be present and the UDP length covers later fragments.
+#[inline(always)]
+fn transport(
+    protocol: u8,
+    v6: bool,
+    data: &[u8],
+    frag_offset: u16,
+    first_fragment: bool,
+) -> Result<(L4<'_>, Option<Tunnel>), ParseError> {
+    let tunnel = match protocol {
+        PROTO_GRE => Some(Tunnel::Gre),
+        PROTO_IPIP => Some(Tunnel::IpInIp),
+        PROTO_IPV6 => Some(Tunnel::Ipv6InIp),
+        _ => None,
+    };
+    if frag_offset != 0 {
+        if protocol == PROTO_TCP && frag_offset == 1 {
+            return Err(ParseError::TcpFragmentOffsetOne);
+        }
+        return Ok((L4::NotFirstFragment, tunnel));
+    }
+    let short = |e| if first_fragment { ParseError::TinyFirstFragment } else { e };
+    Ok(match protocol {
+        PROTO_TCP => {
+            let (h, _) = data.split_first_chunk::<20>().ok_or(short(ParseError::TruncatedTcpHeader))?;
+            let data_offset = usize::from(h[12] >> 4) * 4;
+            if data_offset < 20 {
+                return Err(ParseError::TcpDataOffsetBelow5);
+            }
+            let payload = data.get(data_offset..).ok_or(short(ParseError::TcpHeaderExceedsData))?;
+            let flags = TcpFlags(be16(h[12], h[13]) & 0x01ff);
+            (L4::Tcp(Tcp { sport: be16(h[0], h[1]), dport: be16(h[2], h[3]), flags, payload }), tunnel)
+        }
+        PROTO_UDP => {
+            let (h, _) = data.split_first_chunk::<8>().ok_or(short(ParseError::TruncatedUdpHeader))?;
+            let len = usize::from(be16(h[4], h[5]));
+            if len < 8 {
+                return Err(ParseError::UdpLengthBelow8);
+            }
+            let end = if first_fragment {
+                len.min(data.len())
+            } else if len > data.len() {
+                return Err(ParseError::UdpLengthExceedsData);
+            } else {
+                len
+            };
+            let payload = data.get(8..end).ok_or(ParseError::TruncatedUdpHeader)?;
+            let udp = Udp { sport: be16(h[0], h[1]), dport: be16(h[2], h[3]), payload };
+            (L4::Udp(udp), udp_tunnel(&udp))
+        }
+        PROTO_ICMP if !v6 => (L4::Icmp(parse_icmp(data, false, first_fragment)?), tunnel),
+        PROTO_ICMPV6 if v6 => (L4::Icmp(parse_icmp(data, true, first_fragment)?), tunnel),
+        _ => (L4::Other, tunnel),
+    })
+}
+
+#[inline]
+fn is_echo(v6: bool, ty: u8) -> bool {
+    if v6 {
+        matches!(ty, 128 | 129)
+    } else {
+        matches!(ty, 0 | 8)
+    }
+}
+
+fn parse_icmp(data: &[u8], v6: bool, first_fragment: bool) -> Result<Icmp, ParseError> {
+    let (ty, code) = match data {
+        [ty, code, _, _, ..] => (*ty, *code),
+        _ if first_fragment => return Err(ParseError::TinyFirstFragment),
+        _ => return Err(ParseError::TruncatedIcmp),
+    };
+    let full = data.first_chunk::<ICMP_HEADER_LEN>();
+    if first_fragment && full.is_none() {
+        return Err(ParseError::TinyFirstFragment);
+    }
+    let ident = match (is_echo(v6, ty), full) {
+        (true, Some(h)) => be16(h[4], h[5]),
+        (true, None) => return Err(ParseError::TruncatedIcmp),
+        (false, _) => 0,
+    };
+    let is_error = if v6 { matches!(ty, 1..=4) } else { matches!(ty, 3 | 11 | 12) };
+    let quoted = if is_error { data.get(ICMP_HEADER_LEN..).and_then(parse_quoted) } else { None };
+    Ok(Icmp { v6, ty, code, ident, quoted })
+}
+
+/// Parses the (usually truncated) packet quoted by an ICMP error; `None` when it stops
+/// before the protocol and, for TCP/UDP/echo, the ports or identifier.
+fn parse_quoted(q: &[u8]) -> Option<Quoted> {
+    let (src, dst, protocol, v6, l4, non_first) = match q.first()? >> 4 {
+        4 => {
+            let h = q.first_chunk::<20>()?;
+            let hlen = usize::from(h[0] & 0x0f) * 4;
+            if hlen < 20 {
+                return None;
+            }
+            let src = IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15]));
+            let dst = IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19]));
+            let non_first = be16(h[6], h[7]) & 0x1fff != 0;
+            (src, dst, h[9], false, q.get(hlen..)?, non_first)
+        }
+        6 => {
+            let h = q.first_chunk::<IPV6_HEADER_LEN>()?;
+            let (src, dst) = (IpAddr::V6(ipv6_at(h, 8)?), IpAddr::V6(ipv6_at(h, 24)?));
+            let chain = walk_ext_chain(q, h[6]).ok()?;
+            (src, dst, chain.protocol, true, q.get(chain.l4_offset..)?, chain.frag_offset != 0)
+        }
+        _ => return None,
+    };
+    let (sport, dport) = match protocol {
+        _ if non_first => (0, 0),
+        PROTO_TCP | PROTO_UDP => (be16_at(l4, 0)?, be16_at(l4, 2)?),
+        PROTO_ICMP | PROTO_ICMPV6 if v6 == (protocol == PROTO_ICMPV6) => {
+            let ty = *l4.first()?;
+            (if is_echo(v6, ty) { be16_at(l4, 4)? } else { 0 }, 0)
+        }
+        _ => (0, 0),
+    };
+    Some(Quoted { src, dst, protocol, sport, dport })
+}
+
+/// VXLAN by port and I flag; Teredo by port or by a payload that is one IPv6 packet.
+#[inline]
+fn udp_tunnel(udp: &Udp<'_>) -> Option<Tunnel> {
+    let port = |p| udp.sport == p || udp.dport == p;
+    if port(PORT_VXLAN) && udp.payload.first_chunk::<8>().is_some_and(|h| h[0] & 0x08 != 0) {
+        Some(Tunnel::Vxlan)
+    } else if port(PORT_TEREDO) || looks_like_teredo(udp.payload) {
+        Some(Tunnel::Teredo)
+    } else {
+        None
+    }
+}
+
+/// True when `p` is an IPv6 packet whose payload length matches exactly, optionally after
+/// a Teredo authentication header (0x0001 ...) and/or an origin indication (0x0000 + 6).
+#[inline]
+fn looks_like_teredo(mut p: &[u8]) -> bool {
+    if let [0, 1, id_len, au_len, ..] = *p {
+        // indicator 2, lengths 2, client id, auth value, nonce 8, confirmation 1
+        match p.get(13 + usize::from(id_len) + usize::from(au_len)..) {
+            Some(rest) => p = rest,
+            None => return false,
+        }
+    }
+    if let [0, 0, ..] = *p {
+        match p.get(8..) {
+            Some(rest) => p = rest,
+            None => return false,
+        }
+    }
+    match p.first_chunk::<IPV6_HEADER_LEN>() {
+        Some(h) => h[0] >> 4 == 6 && usize::from(be16(h[4], h[5])) == p.len() - IPV6_HEADER_LEN,
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

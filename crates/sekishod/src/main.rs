@@ -1,0 +1,130 @@
+//! `sekishod`: the sekisho gateway daemon and its offline policy tools.
+//!
+//! Exit codes: 0 success; 1 when a check or a verdict says no; 2 on a usage or
+//! configuration error.
+
+mod explain;
+mod replay;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sekisho_policy::{Policy, Timestamp};
+
+/// sekisho (関所): inline enforcement of 三層分離 between municipal network zones.
+#[derive(Parser)]
+#[command(name = "sekishod", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load and validate a configuration; print every problem found.
+    Check {
+        /// The configuration file (TOML).
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Show the decision for one connection, the zones involved, and what decided it.
+    Explain(explain::Args),
+    /// Run captures (pcap or pcapng) through the engine offline and report verdicts.
+    Replay(replay::Args),
+}
+
+/// The outcome of a command that ran to the end.
+pub(crate) enum Outcome {
+    /// Everything allowed / valid.
+    Yes,
+    /// A check or verdict said no.
+    No,
+}
+
+/// An error that is the user's to fix (usage or configuration): exit code 2.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Reads and validates the configuration at `path`.
+pub(crate) fn load_policy(path: &Path) -> anyhow::Result<Policy> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("cannot read configuration {}: {e}", path.display())))?;
+    sekisho_policy::load_str(&text, &path.display().to_string())
+        .map_err(|errors| UsageError(errors.to_string()).into())
+}
+
+/// Parses `--at`: an RFC 3339 time, or a date (taken as 00:00 Japan time).
+pub(crate) fn parse_at(text: &str) -> anyhow::Result<Timestamp> {
+    use time::format_description::well_known::Rfc3339;
+    let jst = time::macros::offset!(+9);
+    let parsed = time::OffsetDateTime::parse(text, &Rfc3339).or_else(|_| {
+        time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
+            .map(|d| d.midnight().assume_offset(jst))
+    });
+    let at = parsed.map_err(|_| {
+        UsageError(format!("--at {text:?}: expected a date (2027-03-31) or an RFC 3339 time"))
+    })?;
+    let nanos = u64::try_from(at.unix_timestamp_nanos())
+        .map_err(|_| UsageError(format!("--at {text:?}: before 1970")))?;
+    Ok(Timestamp(nanos))
+}
+
+/// The current wall-clock time.
+pub(crate) fn wall_clock() -> Timestamp {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Check { config } => {
+            let policy = load_policy(&config)?;
+            println!(
+                "{}: ok — {} zones, {} ports, {} services, {} paths, {} exceptions, {} rules; mode {}",
+                config.display(),
+                policy.zones().len(),
+                policy.ports().len(),
+                policy.services().len(),
+                policy.paths().len(),
+                policy.exceptions().len(),
+                policy.rules().len(),
+                policy.mode().as_str(),
+            );
+            Ok(Outcome::Yes)
+        }
+        Command::Explain(args) => explain::run(args),
+        Command::Replay(args) => replay::run(args),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match run(cli).context("sekishod") {
+        Ok(Outcome::Yes) => ExitCode::SUCCESS,
+        Ok(Outcome::No) => ExitCode::from(1),
+        Err(e) => {
+            if let Some(usage) = e.downcast_ref::<UsageError>() {
+                eprintln!("{usage}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
