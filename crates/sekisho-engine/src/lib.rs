@@ -331,18 +331,21 @@ impl Engine {
             Ok(p) => p,
             Err(_) => return Verdict::new(Reason::Malformed, None),
         };
-        let ip = match parsed.l3 {
+        let ip = match &parsed.l3 {
             L3::Ip(ip) => ip,
             L3::Arp => return Verdict::new(Reason::Link, None),
-            L3::Other { ethertype } => {
+            &L3::Other { ethertype } => {
                 let listed = l.policy.allow_ethertypes().contains(&ethertype);
                 return Verdict::new(if listed { Reason::Link } else { Reason::NonIp }, None);
             }
         };
         let (sport, dport) = l4_ports(&ip.l4);
-        let info = PacketInfo { protocol: ip.protocol, src: ip.src, dst: ip.dst, sport, dport };
-        let reason = self.judge_ip(l, monitor, now, ingress, parsed.vlan.key(), &ip, frame.len());
-        Verdict::new(reason, Some(info))
+        let reason =
+            self.judge_ip(l, monitor, now, ingress, parsed.vlan.key(), ip, (sport, dport), frame.len());
+        Verdict::new(
+            reason,
+            Some(PacketInfo { protocol: ip.protocol, src: ip.src, dst: ip.dst, sport, dport }),
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -354,6 +357,7 @@ impl Engine {
         ingress: Ingress,
         vlan: u32,
         ip: &Ip<'_>,
+        (sport, dport): (u16, u16),
         len: usize,
     ) -> Reason {
         if is_link_traffic(ip) {
@@ -366,7 +370,6 @@ impl Engine {
             }
         }
         let port = ingress.port.0;
-        let (sport, dport) = l4_ports(&ip.l4);
         let (flags, payload) = match ip.l4 {
             L4::Tcp(t) if t.flags.is_invalid() => return Reason::Malformed,
             L4::Tcp(t) => (t.flags.0, t.payload),

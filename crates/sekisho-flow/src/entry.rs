@@ -64,6 +64,7 @@ pub enum FlowState {
 }
 
 impl FlowState {
+    #[inline]
     fn from_u8(v: u8) -> FlowState {
         match v {
             0 => FlowState::Unreplied,
@@ -78,6 +79,7 @@ impl FlowState {
 
     /// True while the flow has not been answered: these are evicted first when the table
     /// is full.
+    #[inline]
     pub fn is_embryonic(self) -> bool {
         matches!(self, FlowState::Unreplied | FlowState::SynSent | FlowState::SynReceived)
     }
@@ -183,21 +185,25 @@ impl FlowEntry {
     }
 
     /// The endpoint that opened the flow.
+    #[inline]
     pub fn initiator(&self) -> Endpoint {
         self.initiator
     }
 
     /// The current lifecycle state.
+    #[inline]
     pub fn state(&self) -> FlowState {
         FlowState::from_u8(self.state.load(Relaxed))
     }
 
     /// The cached decision.
+    #[inline]
     pub fn decision(&self) -> CachedDecision {
         unpack(self.decision.load(Relaxed))
     }
 
     /// The time at which the cached decision must be re-made.
+    #[inline]
     pub fn valid_until(&self) -> u64 {
         self.valid_until.load(Relaxed)
     }
@@ -209,6 +215,7 @@ impl FlowEntry {
     }
 
     /// A small state word the engine uses for application-protocol inspection.
+    #[inline]
     pub fn inspect_state(&self) -> u8 {
         self.inspect.load(Relaxed)
     }
@@ -220,6 +227,7 @@ impl FlowEntry {
 
     /// Accounts one packet of `len` bytes sent by `from` at `now`, and advances the state
     /// machine with the packet's TCP flags (ignored for other protocols).
+    #[inline]
     pub fn observe(&self, now: u64, from: Endpoint, len: usize, tcp_flags: u16) {
         self.last_seen.store(now, Relaxed);
         self.packets.fetch_add(1, Relaxed);
@@ -241,11 +249,13 @@ impl FlowEntry {
     }
 
     /// True when the flow has been idle longer than its state allows at `now`.
+    #[inline]
     pub fn is_expired(&self, now: u64, timeouts: &Timeouts) -> bool {
         let idle = now.saturating_sub(self.last_seen.load(Relaxed));
         idle > self.timeout(timeouts)
     }
 
+    #[inline]
     fn timeout(&self, t: &Timeouts) -> u64 {
         match self.protocol {
             IPPROTO_TCP => match self.state() {
@@ -272,16 +282,19 @@ impl FlowEntry {
     }
 }
 
+#[inline]
 fn pack(d: CachedDecision) -> u64 {
     (u64::from(d.generation) << 32) | u64::from(d.verdict)
 }
 
+#[inline]
 fn unpack(v: u64) -> CachedDecision {
     CachedDecision { verdict: v as u32, generation: (v >> 32) as u32 }
 }
 
 /// The TCP state after a packet with `flags`; invalid flag combinations are refused by the
 /// engine before they get here.
+#[inline]
 fn tcp_next(state: FlowState, from_initiator: bool, flags: u16) -> FlowState {
     use tcp_flags::*;
     if flags & RST != 0 {

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 /// IPv4 addresses are stored IPv4-mapped so that one fixed-size key serves both families.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
-    lo_addr: [u8; 16],
-    hi_addr: [u8; 16],
+    lo_addr: u128,
+    hi_addr: u128,
     vlan: u32,
     lo_port: u16,
     hi_port: u16,
@@ -37,15 +37,17 @@ pub struct Socket {
     pub port: u16,
 }
 
-fn octets(addr: IpAddr) -> [u8; 16] {
+/// The address as 128 bits, IPv4 mapped into `::ffff:0:0/96`.
+#[inline]
+fn bits(addr: IpAddr) -> u128 {
     match addr {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
+        IpAddr::V4(v4) => (0xffff << 32) | u128::from(v4.to_bits()),
+        IpAddr::V6(v6) => v6.to_bits(),
     }
 }
 
-fn from_octets(octets: [u8; 16]) -> IpAddr {
-    let v6 = std::net::Ipv6Addr::from(octets);
+fn from_bits(bits: u128) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from_bits(bits);
     match v6.to_ipv4_mapped() {
         Some(v4) => IpAddr::V4(v4),
         None => IpAddr::V6(v6),
@@ -54,9 +56,10 @@ fn from_octets(octets: [u8; 16]) -> IpAddr {
 
 impl FlowKey {
     /// Builds the key for a packet from `src` to `dst` and says which endpoint `src` is.
+    #[inline]
     pub fn new(port: u16, vlan: u32, protocol: u8, src: Socket, dst: Socket) -> (FlowKey, Endpoint) {
-        let s = (octets(src.addr), src.port);
-        let d = (octets(dst.addr), dst.port);
+        let s = (bits(src.addr), src.port);
+        let d = (bits(dst.addr), dst.port);
         let (lo, hi, sender) = if s <= d { (s, d, Endpoint::Lo) } else { (d, s, Endpoint::Hi) };
         let key =
             FlowKey { lo_addr: lo.0, hi_addr: hi.0, vlan, lo_port: lo.1, hi_port: hi.1, port, protocol };
@@ -66,8 +69,8 @@ impl FlowKey {
     /// The endpoint `which`.
     pub fn socket(&self, which: Endpoint) -> Socket {
         match which {
-            Endpoint::Lo => Socket { addr: from_octets(self.lo_addr), port: self.lo_port },
-            Endpoint::Hi => Socket { addr: from_octets(self.hi_addr), port: self.hi_port },
+            Endpoint::Lo => Socket { addr: from_bits(self.lo_addr), port: self.lo_port },
+            Endpoint::Hi => Socket { addr: from_bits(self.hi_addr), port: self.hi_port },
         }
     }
 
