@@ -2,7 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::reason::{tag, CODES};
+use sekisho_policy::Reason;
+
 use crate::{Action, Ingress, Side, Verdict};
 
 #[derive(Default)]
@@ -15,7 +16,7 @@ struct SideAtomics {
 }
 
 pub(crate) struct Counters {
-    by_reason: [AtomicU64; CODES.len()],
+    by_reason: [AtomicU64; Reason::CODES.len()],
     ports: Box<[[SideAtomics; 2]]>,
 }
 
@@ -46,8 +47,8 @@ pub struct PortCounters {
 /// A copy of every counter.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CounterSnapshot {
-    /// Frames per reason code, indexed like [`crate::REASON_CODES`].
-    pub by_reason: [u64; CODES.len()],
+    /// Frames per reason code, indexed like [`Reason::CODES`].
+    pub by_reason: [u64; Reason::CODES.len()],
     /// Per port, indexed like the policy's ports.
     pub ports: Vec<PortCounters>,
 }
@@ -55,7 +56,7 @@ pub struct CounterSnapshot {
 impl CounterSnapshot {
     /// The count for a reason code such as `"deny:no-flow"` (0 for an unknown code).
     pub fn reason(&self, code: &str) -> u64 {
-        CODES.iter().position(|c| *c == code).map_or(0, |i| self.by_reason[i])
+        Reason::CODES.iter().position(|c| *c == code).map_or(0, |i| self.by_reason[i])
     }
 }
 
@@ -68,7 +69,7 @@ impl Counters {
     }
 
     pub(crate) fn count(&self, ingress: Ingress, len: usize, v: &Verdict) {
-        self.by_reason[tag(v.reason)].fetch_add(1, Relaxed);
+        self.by_reason[v.reason.index()].fetch_add(1, Relaxed);
         let Some(port) = self.ports.get(usize::from(ingress.port.0)) else { return };
         let side = &port[ingress.side as usize];
         side.packets.fetch_add(1, Relaxed);

@@ -27,7 +27,6 @@ use sekisho_policy::{App, Connection, Mode, Policy, PortId, Proto, Reason, Times
 use sekisho_wire::{parse_ethernet, Icmp, Ip, Tunnel, L3, L4};
 
 pub use counters::{CounterSnapshot, PortCounters, SideCounters};
-pub use reason::CODES as REASON_CODES;
 pub use sekisho_flow::{FlowSnapshot, FlowState, TableStats};
 
 /// Which interface of a port a frame arrived on.

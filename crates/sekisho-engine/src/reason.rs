@@ -1,53 +1,8 @@
-//! Packing a [`Reason`] into the 32-bit verdict word a flow entry caches, and the
-//! per-reason-code counter index.
+//! Packing a [`Reason`] into the 32-bit verdict word a flow entry caches.
 
 use sekisho_policy::{ExceptionId, PathId, Reason, RuleId};
 
-/// Every reason code, in counter order (the index is [`tag`]).
-pub const CODES: [&str; 17] = [
-    "allow:intra-zone",
-    "allow:path",
-    "allow:exception",
-    "allow:rule",
-    "allow:link",
-    "allow:related",
-    "deny:mynumber-isolation",
-    "deny:unsanitized-crossing",
-    "deny:no-rule",
-    "deny:spoofed-source",
-    "deny:no-flow",
-    "deny:malformed",
-    "deny:fragment",
-    "deny:tunnel",
-    "deny:non-ip",
-    "deny:app-mismatch",
-    "deny:flow-table-full",
-];
-
-/// The counter index of `reason`'s code (the position in [`CODES`]).
-pub fn tag(reason: Reason) -> usize {
-    match reason {
-        Reason::IntraZone => 0,
-        Reason::Path { .. } => 1,
-        Reason::Exception(_) => 2,
-        Reason::Rule(_) => 3,
-        Reason::Link => 4,
-        Reason::Related => 5,
-        Reason::MynumberIsolation => 6,
-        Reason::UnsanitizedCrossing => 7,
-        Reason::NoRule => 8,
-        Reason::SpoofedSource => 9,
-        Reason::NoFlow => 10,
-        Reason::Malformed => 11,
-        Reason::Fragment => 12,
-        Reason::Tunnel => 13,
-        Reason::NonIp => 14,
-        Reason::AppMismatch => 15,
-        Reason::FlowTableFull => 16,
-    }
-}
-
-/// Packs `reason` as `tag << 24 | index << 8 | leg`. Leg numbers above 255 are clamped
+/// Packs `reason` as `index << 24 | index << 8 | leg`. Leg numbers above 255 are clamped
 /// (the validator refuses paths that long).
 pub fn encode(reason: Reason) -> u32 {
     let (index, leg) = match reason {
@@ -56,7 +11,7 @@ pub fn encode(reason: Reason) -> u32 {
         Reason::Rule(id) => (id.0, 0),
         _ => (0, 0),
     };
-    ((tag(reason) as u32) << 24) | (u32::from(index) << 8) | u32::from(leg)
+    ((reason.index() as u32) << 24) | (u32::from(index) << 8) | u32::from(leg)
 }
 
 /// The inverse of [`encode`]. Words this module did not produce decode as
@@ -112,8 +67,8 @@ mod tests {
         ];
         for (i, r) in all.into_iter().enumerate() {
             assert_eq!(decode(encode(r)), r);
-            assert_eq!(tag(r), i);
-            assert!(CODES[i].starts_with(if r.allowed() { "allow:" } else { "deny:" }));
+            assert_eq!(r.index(), i);
+            assert!(r.code().starts_with(if r.allowed() { "allow:" } else { "deny:" }));
         }
         assert_eq!(decode(0xff00_0000), Reason::Malformed);
     }

@@ -80,28 +80,56 @@ impl Reason {
         )
     }
 
+    /// Every reason code, allows first, in the order of [`Reason::index`]. For paths,
+    /// exceptions and rules only the prefix (`"allow:path"`).
+    pub const CODES: [&'static str; 17] = [
+        "allow:intra-zone",
+        "allow:path",
+        "allow:exception",
+        "allow:rule",
+        "allow:link",
+        "allow:related",
+        "deny:mynumber-isolation",
+        "deny:unsanitized-crossing",
+        "deny:no-rule",
+        "deny:spoofed-source",
+        "deny:no-flow",
+        "deny:malformed",
+        "deny:fragment",
+        "deny:tunnel",
+        "deny:non-ip",
+        "deny:app-mismatch",
+        "deny:flow-table-full",
+    ];
+
+    /// The position of this reason's code in [`Reason::CODES`] (a counter index).
+    #[inline]
+    pub fn index(self) -> usize {
+        match self {
+            Reason::IntraZone => 0,
+            Reason::Path { .. } => 1,
+            Reason::Exception(_) => 2,
+            Reason::Rule(_) => 3,
+            Reason::Link => 4,
+            Reason::Related => 5,
+            Reason::MynumberIsolation => 6,
+            Reason::UnsanitizedCrossing => 7,
+            Reason::NoRule => 8,
+            Reason::SpoofedSource => 9,
+            Reason::NoFlow => 10,
+            Reason::Malformed => 11,
+            Reason::Fragment => 12,
+            Reason::Tunnel => 13,
+            Reason::NonIp => 14,
+            Reason::AppMismatch => 15,
+            Reason::FlowTableFull => 16,
+        }
+    }
+
     /// The stable code (`"deny:no-flow"`); for paths, exceptions and rules only the
     /// prefix (`"allow:path"`): use [`Policy::reason_name`] for the full name.
     pub fn code(self) -> &'static str {
-        match self {
-            Reason::IntraZone => "allow:intra-zone",
-            Reason::Path { .. } => "allow:path",
-            Reason::Exception(_) => "allow:exception",
-            Reason::Rule(_) => "allow:rule",
-            Reason::Link => "allow:link",
-            Reason::Related => "allow:related",
-            Reason::MynumberIsolation => "deny:mynumber-isolation",
-            Reason::UnsanitizedCrossing => "deny:unsanitized-crossing",
-            Reason::NoRule => "deny:no-rule",
-            Reason::SpoofedSource => "deny:spoofed-source",
-            Reason::NoFlow => "deny:no-flow",
-            Reason::Malformed => "deny:malformed",
-            Reason::Fragment => "deny:fragment",
-            Reason::Tunnel => "deny:tunnel",
-            Reason::NonIp => "deny:non-ip",
-            Reason::AppMismatch => "deny:app-mismatch",
-            Reason::FlowTableFull => "deny:flow-table-full",
-        }
+        Reason::CODES[self.index()]
     }
 
     /// The deny reason with this code (`"deny:no-rule"` → `NoRule`), if any.
