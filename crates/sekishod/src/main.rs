@@ -5,6 +5,7 @@
 
 mod explain;
 mod replay;
+mod run;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,6 +34,10 @@ enum Command {
     Explain(explain::Args),
     /// Run captures (pcap or pcapng) through the engine offline and report verdicts.
     Replay(replay::Args),
+    /// Enforce the policy inline: bridge each port's two interfaces through the engine.
+    Run(run::Args),
+    /// The network-namespace lab: `lab up`, `lab down`, `lab demo`.
+    Lab(sekisho_lab::Args),
 }
 
 /// The outcome of a command that ran to the end.
@@ -104,6 +109,11 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Explain(args) => explain::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Lab(args) => {
+            let exe = std::env::current_exe().context("cannot find the sekishod binary")?;
+            Ok(if sekisho_lab::run(args, &exe)? { Outcome::Yes } else { Outcome::No })
+        }
     }
 }
 

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The README's run command: builds sekishod, installs the lab's programs if missing, and
+# runs `sekishod lab demo` — the lab topology in network namespaces, sekishod enforcing
+# configs/lab.toml, a table of allowed and forbidden connections, teardown. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+  echo "the lab creates network namespaces: run as root (sudo $0)" >&2
+  exit 2
+fi
+deploy/install-lab-deps.sh
+cargo build --release -p sekishod
+exec target/release/sekishod lab demo -c configs/lab.toml "$@"

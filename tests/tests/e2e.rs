@@ -1,0 +1,625 @@
+//! End-to-end tests: the lab in network namespaces, `sekishod run` in its gateway, real
+//! client programs (ping, curl, swaks, socat, iperf3, tcpdump) and raw frames.
+//!
+//! They need root. Without it each test prints "SKIPPED: needs root" and passes — unless
+//! the environment variable `CI` is set, where a skip is a failure.
+//!
+//! One lab per test binary (prefix `ske2e-`), shared by the tests behind a mutex (so they
+//! run one at a time), built by the first test and torn down when the process exits
+//! (also after failures: an `atexit` hook; a panicking build tears itself down). Each
+//! test asserts what the client observed and which reason counter moved in the daemon's
+//! stats file.
+//!
+//! The daemon is `target/<profile>/sekishod`, next to this test's own directory; `cargo
+//! test` at the workspace root builds it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use sekisho_lab::{addr, cmd, Daemon, Delta, Lab, MailProbe, Ns, Stats, UpOptions};
+use sekisho_testkit as tk;
+
+const PREFIX: &str = "ske2e-";
+const STATS_INTERVAL: Duration = Duration::from_millis(200);
+
+/// What the tests add to configs/lab.toml: an iperf3 leg (lgwan → file sanitiser host,
+/// TCP 5201, any application) and a rule whose service is `any` toward an address with
+/// no host, so that a tunnel can match an allowed connection and meet `deny:tunnel`.
+const E2E_EXTRA: &str = r#"
+
+# --- added by the end-to-end tests (tests/tests/e2e.rs) ---
+[[service]]
+name = "e2e-any"
+proto = "any"
+
+[[service]]
+name = "e2e-iperf"
+proto = "tcp"
+ports = [5201]
+app = "any"
+
+[[path]]
+name = "e2e-iperf"
+method = "file-sanitize"
+  [[path.leg]]
+  from = "zone:lgwan"
+  to = "198.18.40.20"
+  service = "e2e-iperf"
+
+[[rule]]
+name = "e2e-tunnel-probe"
+from = "198.18.20.5"
+to = "198.18.40.30"
+service = "e2e-any"
+"#;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Enforce,
+    Monitor,
+}
+
+struct Fixture {
+    daemon: Option<(Daemon, Mode)>,
+    enforce: PathBuf,
+    monitor: PathBuf,
+    // Dropped after the daemon: stops the services and deletes the namespaces.
+    lab: Lab,
+    // Dropped last: other e2e processes (nextest runs one per test) wait for this lab.
+    _lock: std::fs::File,
+}
+
+static FIXTURE: Mutex<Option<Fixture>> = Mutex::new(None);
+static AT_EXIT: Once = Once::new();
+
+extern "C" fn teardown_at_exit() {
+    let fixture = match FIXTURE.lock() {
+        Ok(mut f) => f.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    drop(fixture);
+}
+
+/// Writes to the real stderr, past the test harness's capture.
+fn visible(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+fn sekishod() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the test executable")?;
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>/sekishod
+    let profile_dir = exe.parent().and_then(Path::parent).context("unexpected test executable location")?;
+    let bin = profile_dir.join("sekishod");
+    if !bin.is_file() {
+        bail!("{} is missing: build it first (`cargo build -p sekishod`, or `cargo test` at the workspace root)", bin.display());
+    }
+    warn_if_stale(&bin);
+    Ok(bin)
+}
+
+/// `cargo test -p sekisho-e2e` alone does not rebuild the daemon: say so when a source
+/// file is newer than the binary.
+fn warn_if_stale(bin: &Path) {
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else { return };
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
+    let mut stack = vec![crates];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "rs")
+                && e.metadata().and_then(|m| m.modified()).is_ok_and(|m| m > built)
+            {
+                visible(&format!(
+                    "WARNING: {} is newer than {}: run `cargo build -p sekishod` (or `cargo test` at the \
+                     workspace root) to test the current daemon",
+                    path.display(),
+                    bin.display()
+                ));
+                return;
+            }
+        }
+    }
+}
+
+/// Opens `path` and takes an exclusive lock on it, waiting for other holders.
+fn exclusive(path: &str) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {path}"))?;
+    // SAFETY: flock(2) on a descriptor this function owns; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    ensure!(rc == 0, "cannot lock {path}: {}", std::io::Error::last_os_error());
+    Ok(file)
+}
+
+impl Fixture {
+    fn new() -> anyhow::Result<Fixture> {
+        let sekishod = sekishod()?;
+        let lock = exclusive("/run/sekisho-e2e.lock")?;
+        let lab = Lab::up(&UpOptions { prefix: PREFIX.to_string(), sekishod, services: true })?;
+        let base_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/lab.toml");
+        let base = std::fs::read_to_string(&base_path)
+            .with_context(|| format!("cannot read {}", base_path.display()))?;
+        let enforce_text = format!("{base}{E2E_EXTRA}");
+        ensure!(
+            enforce_text.contains("mode = \"enforce\""),
+            "configs/lab.toml no longer says mode = \"enforce\""
+        );
+        let monitor_text = enforce_text.replacen("mode = \"enforce\"", "mode = \"monitor\"", 1);
+        let enforce = lab.state_dir().join("e2e-enforce.toml");
+        let monitor = lab.state_dir().join("e2e-monitor.toml");
+        std::fs::write(&enforce, enforce_text)?;
+        std::fs::write(&monitor, monitor_text)?;
+        Ok(Fixture { daemon: None, enforce, monitor, lab, _lock: lock })
+    }
+
+    /// Makes sure the daemon runs in `mode` (restarting it if needed).
+    fn ensure(&mut self, mode: Mode) -> anyhow::Result<()> {
+        if let Some((d, m)) = &mut self.daemon {
+            if *m == mode && d.running() {
+                return Ok(());
+            }
+        }
+        if let Some((d, _)) = self.daemon.take() {
+            drop(d);
+        }
+        let config = if mode == Mode::Enforce { &self.enforce } else { &self.monitor };
+        let daemon = Daemon::start(&self.lab, config, STATS_INTERVAL)?;
+        self.daemon = Some((daemon, mode));
+        Ok(())
+    }
+
+    fn daemon(&mut self) -> anyhow::Result<&mut Daemon> {
+        self.daemon.as_mut().map(|(d, _)| d).context("the daemon is not running")
+    }
+
+    /// Counters as of now (every packet handled before this call is in them).
+    fn snapshot(&mut self) -> anyhow::Result<Stats> {
+        self.daemon()?.fresh_stats()
+    }
+
+    /// Waits (up to 3 s) until reason `code` has moved since `before`; returns the delta.
+    fn moved(&mut self, before: &Stats, code: &str) -> anyhow::Result<Delta> {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let delta = self.snapshot()?.since(before);
+            if delta.reason(code) > 0 {
+                return Ok(delta);
+            }
+            if Instant::now() > deadline {
+                bail!("reason counter {code} did not move; what moved: {delta}");
+            }
+        }
+    }
+}
+
+/// Runs one test body against the shared lab with the daemon in `mode`.
+fn with_lab(name: &str, mode: Mode, body: impl FnOnce(&mut Fixture) -> anyhow::Result<()>) {
+    if !cmd::is_root() {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "{name}: SKIPPED: needs root — and CI is set, where a skipped end-to-end test is a failure"
+            );
+        }
+        visible(&format!("SKIPPED: needs root ({name}: end-to-end tests use network namespaces)"));
+        return;
+    }
+    let mut guard = FIXTURE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if guard.is_none() {
+        AT_EXIT.call_once(|| {
+            // SAFETY: registers a plain `extern "C" fn()` that lives for the whole program.
+            unsafe {
+                libc::atexit(teardown_at_exit);
+            }
+        });
+        match Fixture::new() {
+            Ok(f) => *guard = Some(f),
+            Err(e) => panic!("{name}: cannot build the lab: {e:#}"),
+        }
+    }
+    let Some(fixture) = guard.as_mut() else { unreachable!("the fixture was just built") };
+    let started = Instant::now();
+    let result = fixture.ensure(mode).and_then(|()| body(fixture));
+    if let Err(e) = result {
+        let log = fixture.daemon.as_ref().map(|(d, _)| d.log_text()).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+        panic!("{name}: {e:#}\n--- sekishod log (last lines) ---\n{}", tail.join("\n"));
+    }
+    visible(&format!("e2e {name}: ok ({:.1} s)", started.elapsed().as_secs_f64()));
+}
+
+fn pass(attempt: anyhow::Result<sekisho_lab::Attempt>, what: &str) -> anyhow::Result<sekisho_lab::Attempt> {
+    let a = attempt?;
+    ensure!(a.passed, "{what}: expected to pass, but {} ({})", a.detail, a.output.summary());
+    Ok(a)
+}
+
+fn blocked(
+    attempt: anyhow::Result<sekisho_lab::Attempt>,
+    what: &str,
+) -> anyhow::Result<sekisho_lab::Attempt> {
+    let a = attempt?;
+    ensure!(!a.passed, "{what}: expected to be blocked, but it passed ({})", a.detail);
+    // A blocked connection gets no answer at all: no RST (refused), no reset.
+    ensure!(
+        !a.detail.contains("refused") && !a.detail.contains("reset"),
+        "{what}: blocked, but something answered: {}",
+        a.detail
+    );
+    Ok(a)
+}
+
+fn web() -> String {
+    format!("https://{}/", addr::IN_SENDER)
+}
+
+fn cdr() -> String {
+    format!("https://{}/", addr::SZ_CDR)
+}
+
+#[test]
+fn intra_zone_traffic_passes() {
+    with_lab("intra_zone_traffic_passes", Mode::Enforce, |fx| {
+        let before = fx.snapshot()?;
+        pass(fx.lab.ping(Ns::Lgwan, addr::LG_TERMINAL, addr::LG_ROUTER), "lgwan terminal -> its router")?;
+        pass(
+            fx.lab.ping(Ns::Lgwan, addr::LG_TERMINAL6, addr::LG_ROUTER6),
+            "lgwan terminal -> its router (v6)",
+        )?;
+        pass(fx.lab.ping(Ns::Mynumber, addr::MN_BATCH, addr::MN_ROUTER), "mynumber host -> its router")?;
+        pass(fx.lab.ping(Ns::Sanitization, addr::SZ_RELAY, addr::SZ_ROUTER), "relay -> its router")?;
+        fx.moved(&before, "allow:intra-zone")?;
+        Ok(())
+    });
+}
+
+#[test]
+fn mail_path_delivers_a_textified_message() {
+    with_lab("mail_path_delivers_a_textified_message", Mode::Enforce, |fx| {
+        let before = fx.snapshot()?;
+        let count = fx.lab.mailbox().len();
+        let marker = format!("e2e-mail-{}", std::process::id());
+        let probe = MailProbe { marker: &marker, subject: "e2e mail path" };
+        pass(fx.lab.swaks(Ns::Internet, addr::IN_SENDER, addr::SZ_RELAY, &probe), "swaks to the relay")?;
+        fx.moved(&before, "allow:path")?;
+        let mailbox = fx.lab.mailbox();
+        let new: Vec<&(String, String)> = mailbox.iter().skip(count).collect();
+        ensure!(new.len() == 1, "expected one new message at the LGWAN mail host, found {}", new.len());
+        let (file, message) = new[0];
+        let check = |cond: bool, what: &str| -> anyhow::Result<()> {
+            ensure!(cond, "message {file}: {what}:\n{message}");
+            Ok(())
+        };
+        check(message.contains("X-Sekisho-Sanitized: mail-text"), "no X-Sekisho-Sanitized header")?;
+        check(message.contains("Content-Type: text/plain"), "not text/plain")?;
+        check(
+            message.contains(&format!("Plain text for LGWAN staff: {marker}")),
+            "the text body is missing",
+        )?;
+        check(message.contains("peer=198.18.40.10:"), "not delivered by the relay (198.18.40.10)")?;
+        check(!message.to_ascii_lowercase().contains("<script"), "HTML script survived")?;
+        check(!message.contains("<html"), "HTML survived")?;
+        check(!message.contains("EXECUTABLE-PAYLOAD"), "the attachment's content survived")?;
+        check(!message.contains("TVotdGhpcy"), "the attachment (base64) survived")?;
+        check(message.contains("invoice.exe"), "the removal note does not name the attachment")?;
+        check(!message.contains("multipart"), "still multipart")?;
+        Ok(())
+    });
+}
+
+#[test]
+fn file_sanitiser_takes_files_in_and_gives_text_out() {
+    with_lab("file_sanitiser_takes_files_in_and_gives_text_out", Mode::Enforce, |fx| {
+        let before = fx.snapshot()?;
+        let url = format!("https://{}/files/e2e-report.html", addr::SZ_CDR);
+        let body = b"<p>Quarterly report</p><script>steal()</script>";
+        pass(fx.lab.https(Ns::Internet, addr::IN_SENDER, &url, Some(body)), "internet upload")?;
+        let got = pass(fx.lab.https(Ns::Lgwan, addr::LG_TERMINAL, &url, None), "lgwan download")?;
+        let text = got.output.stdout_text();
+        ensure!(text.contains("Quarterly report") && !text.contains("steal"), "not sanitised: {text:?}");
+        fx.moved(&before, "allow:path")?;
+        Ok(())
+    });
+}
+
+#[test]
+fn screen_transfer_leg_works_and_the_vdi_host_cannot_connect_back() {
+    with_lab("screen_transfer_leg_works_and_the_vdi_host_cannot_connect_back", Mode::Enforce, |fx| {
+        let before = fx.snapshot()?;
+        pass(fx.lab.rdp(Ns::Lgwan, addr::LG_TERMINAL, addr::IN_VDI), "lgwan -> VDI 3389")?;
+        fx.moved(&before, "allow:path")?;
+        let before = fx.snapshot()?;
+        blocked(fx.lab.rdp(Ns::Internet, addr::IN_VDI, addr::LG_TERMINAL), "VDI -> lgwan terminal 3389")?;
+        blocked(
+            fx.lab.tcp_exchange(Ns::Internet, addr::IN_VDI, addr::LG_JUKI, 22, b"SSH-2.0-x\r\n", b"SSH-"),
+            "VDI -> lgwan juki 22",
+        )?;
+        fx.moved(&before, "deny:unsanitized-crossing")?;
+        Ok(())
+    });
+}
+
+#[test]
+fn direct_lgwan_internet_crossing_fails_both_ways() {
+    with_lab("direct_lgwan_internet_crossing_fails_both_ways", Mode::Enforce, |fx| {
+        // The servers are up: reachable from inside their own segment.
+        pass(fx.lab.https(Ns::Internet, addr::IN_VDI, &web(), None), "internet web from its own segment")?;
+        let before = fx.snapshot()?;
+        let count = fx.lab.mailbox().len();
+        let capture = fx.lab.capture(Ns::Internet, "eth0", "ip and host 198.18.20.5")?;
+        blocked(fx.lab.https(Ns::Lgwan, addr::LG_TERMINAL, &web(), None), "lgwan -> internet web")?;
+        blocked(fx.lab.ping(Ns::Lgwan, addr::LG_TERMINAL, addr::IN_SENDER), "lgwan -> internet ping")?;
+        let seen = capture.finish()?;
+        ensure!(seen.is_empty(), "packets from the lgwan terminal reached the internet segment: {seen:?}");
+        let probe = MailProbe { marker: "direct", subject: "direct" };
+        blocked(
+            fx.lab.swaks(Ns::Internet, addr::IN_SENDER, addr::LG_MAIL, &probe),
+            "internet -> LGWAN mail",
+        )?;
+        blocked(fx.lab.ping(Ns::Lgwan, addr::LG_TERMINAL6, addr::IN_SENDER6), "lgwan -> internet ping (v6)")?;
+        ensure!(fx.lab.mailbox().len() == count, "the LGWAN mail host received a message directly");
+        fx.moved(&before, "deny:unsanitized-crossing")?;
+        Ok(())
+    });
+}
+
+/// Packets from mynumber sources other than neighbour discovery (ICMPv6 133-137, link
+/// traffic that stays on the segment).
+const MYNUMBER_NOT_LINK: &str = "(ip and src net 198.18.10.0/24) or (ip6 and src net 2001:db8:10::/48 \
+                                 and not (icmp6 and ip6[40] >= 133 and ip6[40] <= 137))";
+
+#[test]
+fn mynumber_reaches_no_other_zone() {
+    with_lab("mynumber_reaches_no_other_zone", Mode::Enforce, |fx| {
+        let before = fx.snapshot()?;
+        let count = fx.lab.mailbox().len();
+        // On every interface of the core router: a packet the gateway drops at mn-in
+        // never gets this far.
+        let capture = fx.lab.capture(Ns::Core, "any", MYNUMBER_NOT_LINK)?;
+        blocked(fx.lab.ping(Ns::Mynumber, addr::MN_OTHER, addr::LG_TERMINAL), "mynumber -> lgwan ping")?;
+        blocked(fx.lab.https(Ns::Mynumber, addr::MN_OTHER, &web(), None), "mynumber -> internet https")?;
+        blocked(fx.lab.https(Ns::Mynumber, addr::MN_BATCH, &cdr(), None), "mynumber -> sanitiser https")?;
+        let probe = MailProbe { marker: "mn", subject: "mn" };
+        blocked(
+            fx.lab.swaks(Ns::Mynumber, addr::MN_OTHER, addr::SZ_RELAY, &probe),
+            "mynumber -> relay smtp",
+        )?;
+        blocked(
+            fx.lab.ping(Ns::Mynumber, addr::MN_BATCH6, addr::SZ_RELAY6),
+            "mynumber -> sanitization (v6)",
+        )?;
+        let seen = capture.finish()?;
+        ensure!(seen.is_empty(), "mynumber packets got past the gateway:\n{}", seen.join("\n"));
+        ensure!(fx.lab.mailbox().len() == count, "mail from mynumber arrived");
+        fx.moved(&before, "deny:mynumber-isolation")?;
+        Ok(())
+    });
+}
+
+#[test]
+fn exception_works_only_for_its_host_and_service() {
+    with_lab("exception_works_only_for_its_host_and_service", Mode::Enforce, |fx| {
+        let before = fx.snapshot()?;
+        let a = pass(fx.lab.ssh(Ns::Mynumber, addr::MN_BATCH, addr::LG_JUKI), "juki batch -> juki ssh")?;
+        ensure!(a.output.stdout_text().starts_with("SSH-2.0-sekisho-lab-juki"), "unexpected banner");
+        fx.moved(&before, "allow:exception")?;
+        let before = fx.snapshot()?;
+        blocked(
+            fx.lab.ssh(Ns::Mynumber, addr::MN_OTHER, addr::LG_JUKI),
+            "another mynumber host -> juki ssh",
+        )?;
+        blocked(fx.lab.ping(Ns::Mynumber, addr::MN_BATCH, addr::LG_JUKI), "juki batch -> juki ping")?;
+        blocked(
+            fx.lab.rdp(Ns::Mynumber, addr::MN_BATCH, addr::LG_TERMINAL),
+            "juki batch -> lgwan terminal rdp",
+        )?;
+        blocked(
+            fx.lab.tcp_exchange(Ns::Lgwan, addr::LG_JUKI, addr::MN_BATCH, 22, b"SSH-2.0-x\r\n", b"SSH-"),
+            "juki server -> juki batch (reverse)",
+        )?;
+        fx.moved(&before, "deny:mynumber-isolation")?;
+        Ok(())
+    });
+}
+
+#[test]
+fn spoofed_source_is_dropped() {
+    with_lab("spoofed_source_is_dropped", Mode::Enforce, |fx| {
+        let spoof = "203.0.113.99";
+        fx.lab.must(Ns::Lgwan, &["ip", "addr", "add", &format!("{spoof}/32"), "dev", "eth0"])?;
+        let before = fx.snapshot()?;
+        let a = fx.lab.https(Ns::Lgwan, spoof, &web(), None);
+        let b = fx.lab.ping(Ns::Lgwan, spoof, addr::LG_ROUTER);
+        fx.lab.must(Ns::Lgwan, &["ip", "addr", "del", &format!("{spoof}/32"), "dev", "eth0"])?;
+        blocked(a, "spoofed 203.0.113.99 -> internet web")?;
+        blocked(b, "spoofed 203.0.113.99 -> lgwan router")?;
+        let d = fx.moved(&before, "deny:spoofed-source")?;
+        ensure!(d.side("lg-in", "dropped") > 0, "lg-in dropped nothing: {d}");
+        Ok(())
+    });
+}
+
+#[test]
+fn mid_stream_tcp_is_dropped() {
+    with_lab("mid_stream_tcp_is_dropped", Mode::Enforce, |fx| {
+        let before = fx.snapshot()?;
+        // A bare ACK (and a data segment) of a connection that never began with SYN,
+        // toward an allowed service.
+        let ack = tk::tcp(addr::LG_TERMINAL, 40001, addr::SZ_CDR, 443, tk::flags::ACK, b"");
+        let data = tk::tcp(
+            addr::LG_TERMINAL,
+            40001,
+            addr::SZ_CDR,
+            443,
+            tk::flags::ACK | tk::flags::PSH,
+            b"\x16\x03\x01",
+        );
+        fx.lab.send_frame(Ns::Lgwan, &ack)?;
+        fx.lab.send_frame(Ns::Lgwan, &data)?;
+        let d = fx.moved(&before, "deny:no-flow")?;
+        ensure!(d.reason("deny:no-flow") >= 2, "expected two no-flow drops: {d}");
+        ensure!(d.side("lg-in", "dropped") >= 2, "lg-in did not drop them: {d}");
+        Ok(())
+    });
+}
+
+#[test]
+fn non_ip_ethertype_is_dropped() {
+    with_lab("non_ip_ethertype_is_dropped", Mode::Enforce, |fx| {
+        let before = fx.snapshot()?;
+        fx.lab.send_frame(Ns::Lgwan, &tk::eth(0x88b5, &[0x5a; 46]))?;
+        fx.lab.send_frame(Ns::Internet, &tk::eth(0x88cc, &[0x02; 46]))?;
+        let d = fx.moved(&before, "deny:non-ip")?;
+        ensure!(d.reason("deny:non-ip") >= 2, "expected two non-ip drops: {d}");
+        ensure!(d.side("lg-in", "dropped") >= 1 && d.side("in-in", "dropped") >= 1, "not dropped: {d}");
+        Ok(())
+    });
+}
+
+fn gre(src: &str, dst: &str) -> Vec<u8> {
+    let inner = tk::ip_packet(&tk::ping("192.0.2.1", "192.0.2.2", 7, false)).to_vec();
+    let mut payload = vec![0x00, 0x00, 0x08, 0x00];
+    payload.extend_from_slice(&inner);
+    tk::ip_frame(src, dst, 47, 64, &payload)
+}
+
+fn six_in_four(src: &str, dst: &str) -> Vec<u8> {
+    let inner = tk::ip_packet(&tk::ping("2001:db8:30::99", "2001:db8:20::99", 7, false)).to_vec();
+    tk::ip_frame(src, dst, 41, 64, &inner)
+}
+
+#[test]
+fn tunnels_crossing_zones_are_dropped() {
+    with_lab("tunnels_crossing_zones_are_dropped", Mode::Enforce, |fx| {
+        // lgwan -> internet: no path covers it, so the zone invariant decides.
+        let before = fx.snapshot()?;
+        fx.lab.send_frame(Ns::Lgwan, &gre(addr::LG_TERMINAL, addr::IN_SENDER))?;
+        fx.lab.send_frame(Ns::Lgwan, &six_in_four(addr::LG_TERMINAL, addr::IN_SENDER))?;
+        let d = fx.moved(&before, "deny:unsanitized-crossing")?;
+        ensure!(d.reason("deny:unsanitized-crossing") >= 2, "{d}");
+        // lgwan -> 198.18.40.30: the e2e rule allows "any" protocol there, but a
+        // service that does not name the tunnel does not let one cross.
+        let before = fx.snapshot()?;
+        fx.lab.send_frame(Ns::Lgwan, &gre(addr::LG_TERMINAL, "198.18.40.30"))?;
+        fx.lab.send_frame(Ns::Lgwan, &six_in_four(addr::LG_TERMINAL, "198.18.40.30"))?;
+        let d = fx.moved(&before, "deny:tunnel")?;
+        ensure!(d.reason("deny:tunnel") >= 2, "{d}");
+        Ok(())
+    });
+}
+
+#[test]
+fn another_protocol_on_an_approved_port_is_cut() {
+    with_lab("another_protocol_on_an_approved_port_is_cut", Mode::Enforce, |fx| {
+        let before = fx.snapshot()?;
+        let url = format!("http://{}:443/", addr::SZ_CDR);
+        blocked(fx.lab.plaintext_http(Ns::Lgwan, addr::LG_TERMINAL, &url), "plain HTTP to the https port")?;
+        fx.moved(&before, "deny:app-mismatch")?;
+        Ok(())
+    });
+}
+
+#[test]
+fn iperf3_runs_through_an_allowed_leg() {
+    with_lab("iperf3_runs_through_an_allowed_leg", Mode::Enforce, |fx| {
+        let mut server = fx.lab.command(Ns::Sanitization, "iperf3");
+        server.args(["-s", "-1", "-B", addr::SZ_CDR, "-p", "5201"]);
+        server.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        let mut server = server.spawn().context("cannot start iperf3 -s")?;
+        std::thread::sleep(Duration::from_millis(300));
+        let before = fx.snapshot()?;
+        let out = fx.lab.exec(
+            Ns::Lgwan,
+            &["iperf3", "-c", addr::SZ_CDR, "-B", addr::LG_TERMINAL, "-p", "5201", "-t", "2", "-f", "m"],
+            None,
+            Duration::from_secs(15),
+        );
+        let _ = cmd::stop_child(&mut server, Duration::from_secs(1));
+        let out = out?;
+        ensure!(out.success(), "iperf3 failed: {}\n{}", out.summary(), out.stdout_text());
+        let receiver =
+            out.stdout_text().lines().find(|l| l.contains("receiver")).unwrap_or_default().to_string();
+        visible(&format!("e2e iperf3 through sekishod (debug build): {}", receiver.trim()));
+        fx.moved(&before, "allow:path")?;
+        Ok(())
+    });
+}
+
+#[test]
+fn monitor_mode_passes_what_enforce_drops_and_records_it() {
+    with_lab("monitor_mode_passes_what_enforce_drops_and_records_it", Mode::Monitor, |fx| {
+        let stats = fx.snapshot()?;
+        ensure!(stats.mode == "monitor", "the daemon reports mode {:?}", stats.mode);
+        let before = stats;
+        pass(fx.lab.https(Ns::Lgwan, addr::LG_TERMINAL, &web(), None), "lgwan -> internet web (monitor)")?;
+        let d = fx.moved(&before, "deny:unsanitized-crossing")?;
+        ensure!(d.total("monitored") > 0, "nothing counted as monitored: {d}");
+        let before = fx.snapshot()?;
+        pass(
+            fx.lab.ping(Ns::Mynumber, addr::MN_OTHER, addr::IN_SENDER),
+            "mynumber -> internet ping (monitor)",
+        )?;
+        let d = fx.moved(&before, "deny:mynumber-isolation")?;
+        ensure!(d.total("monitored") > 0, "nothing counted as monitored: {d}");
+        ensure!(d.total("dropped") == 0, "monitor mode dropped something: {d}");
+        Ok(())
+    });
+}
+
+#[test]
+fn killed_daemon_stops_all_crossing() {
+    with_lab("killed_daemon_stops_all_crossing", Mode::Enforce, |fx| {
+        let page = format!("https://{}/", addr::SZ_CDR);
+        pass(fx.lab.https(Ns::Lgwan, addr::LG_TERMINAL, &page, None), "lgwan -> sanitiser (daemon up)")?;
+        pass(fx.lab.ping(Ns::Lgwan, addr::LG_TERMINAL, addr::LG_ROUTER), "lgwan -> router (daemon up)")?;
+        let (daemon, _) = fx.daemon.take().context("no daemon")?;
+        let status = daemon.kill()?;
+        ensure!(!status.success(), "SIGKILL ended the daemon with {status}?");
+        blocked(
+            fx.lab.https(Ns::Lgwan, addr::LG_TERMINAL, &page, None),
+            "lgwan -> sanitiser (daemon killed)",
+        )?;
+        blocked(
+            fx.lab.ping(Ns::Lgwan, addr::LG_TERMINAL, addr::LG_ROUTER),
+            "lgwan -> router (daemon killed)",
+        )?;
+        blocked(fx.lab.rdp(Ns::Lgwan, addr::LG_TERMINAL, addr::IN_VDI), "screen transfer (daemon killed)")?;
+        let probe = MailProbe { marker: "killed", subject: "killed" };
+        blocked(fx.lab.swaks(Ns::Internet, addr::IN_SENDER, addr::SZ_RELAY, &probe), "mail (daemon killed)")?;
+        // Back up: traffic flows again.
+        fx.ensure(Mode::Enforce)?;
+        pass(fx.lab.https(Ns::Lgwan, addr::LG_TERMINAL, &page, None), "lgwan -> sanitiser (restarted)")?;
+        Ok(())
+    });
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_nothing_crosses_after() {
+    with_lab("sigterm_stops_cleanly_and_nothing_crosses_after", Mode::Enforce, |fx| {
+        let (daemon, _) = fx.daemon.take().context("no daemon")?;
+        let stats_path = daemon.stats_path().to_path_buf();
+        let (status, summary) = daemon.stop()?;
+        ensure!(status.success(), "SIGTERM: exit {status}\n{summary}");
+        ensure!(
+            summary.contains("lg-in") && summary.contains("lg-out"),
+            "no per-interface summary:\n{summary}"
+        );
+        let last = Stats::read(&stats_path)?;
+        ensure!(last.reasons.len() == 17, "the final stats file has {} reason codes", last.reasons.len());
+        blocked(
+            fx.lab.ping(Ns::Lgwan, addr::LG_TERMINAL, addr::LG_ROUTER),
+            "lgwan -> router (daemon stopped)",
+        )?;
+        Ok(())
+    });
+}
