@@ -15,17 +15,35 @@ use crate::lab::{Lab, Ns};
 pub const SIDE_COUNTERS: [&str; 7] =
     ["packets", "bytes", "forwarded", "dropped", "monitored", "truncated", "send_errors"];
 
+/// Counters by reason code and by interface: a snapshot's values, or what moved
+/// between two snapshots ([`Stats::since`]).
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    /// Counter per reason code (`allow:path`, `deny:no-rule`, ...).
+    pub reasons: BTreeMap<String, u64>,
+    /// Counter per (interface, counter name), e.g. `("lg-in", "dropped")`.
+    pub sides: BTreeMap<(String, String), u64>,
+}
+
+/// What moved between two snapshots (only the counters that moved).
+pub type Delta = Counts;
+
 /// One snapshot of the daemon's stats file.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     /// `mode`: "enforce" or "monitor".
     pub mode: String,
-    /// Counter per reason code (`allow:path`, `deny:no-rule`, ...).
-    pub reasons: BTreeMap<String, u64>,
-    /// Counter per (interface, counter name), e.g. `("lg-in", "dropped")`.
-    pub sides: BTreeMap<(String, String), u64>,
+    /// The counters.
+    pub counts: Counts,
     /// The whole document.
     pub raw: Value,
+}
+
+impl std::ops::Deref for Stats {
+    type Target = Counts;
+    fn deref(&self) -> &Counts {
+        &self.counts
+    }
 }
 
 impl Stats {
@@ -53,7 +71,7 @@ impl Stats {
                 }
             }
         }
-        Ok(Stats { mode, reasons, sides, raw })
+        Ok(Stats { mode, counts: Counts { reasons, sides }, raw })
     }
 
     /// Reads and parses the stats file at `path`.
@@ -61,21 +79,6 @@ impl Stats {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         Stats::parse(&text).with_context(|| format!("in {}", path.display()))
-    }
-
-    /// The counter of reason `code`.
-    pub fn reason(&self, code: &str) -> u64 {
-        self.reasons.get(code).copied().unwrap_or(0)
-    }
-
-    /// A per-interface counter summed over every interface.
-    pub fn total(&self, counter: &str) -> u64 {
-        self.sides.iter().filter(|((_, c), _)| c == counter).map(|(_, v)| v).sum()
-    }
-
-    /// A per-interface counter.
-    pub fn side(&self, interface: &str, counter: &str) -> u64 {
-        self.sides.get(&(interface.to_string(), counter.to_string())).copied().unwrap_or(0)
     }
 
     /// What moved since `before`.
@@ -100,27 +103,18 @@ impl Stats {
     }
 }
 
-/// Counters that moved between two snapshots (only those that moved).
-#[derive(Debug, Clone, Default)]
-pub struct Delta {
-    /// Reason code → how much it grew.
-    pub reasons: BTreeMap<String, u64>,
-    /// (interface, counter) → how much it grew.
-    pub sides: BTreeMap<(String, String), u64>,
-}
-
-impl Delta {
-    /// How much reason `code` grew.
+impl Counts {
+    /// The counter (or growth) of reason `code`.
     pub fn reason(&self, code: &str) -> u64 {
         self.reasons.get(code).copied().unwrap_or(0)
     }
 
-    /// How much a per-interface counter grew over all interfaces.
+    /// A per-interface counter summed over every interface.
     pub fn total(&self, counter: &str) -> u64 {
         self.sides.iter().filter(|((_, c), _)| c == counter).map(|(_, v)| v).sum()
     }
 
-    /// How much a per-interface counter grew on one interface.
+    /// A per-interface counter on one interface.
     pub fn side(&self, interface: &str, counter: &str) -> u64 {
         self.sides.get(&(interface.to_string(), counter.to_string())).copied().unwrap_or(0)
     }

@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-pub use daemon::{Daemon, Delta, Stats};
+pub use daemon::{Counts, Daemon, Delta, Stats};
 pub use lab::{addr, Lab, Ns, UpOptions, DEFAULT_PREFIX};
 pub use probe::{Attempt, MailProbe};
 
