@@ -158,6 +158,21 @@ fn tcp_over_ipv4_with_padding() {
 fn ipv4_options_and_tcp_options() {
     let ip = raw(&ipv4_full(6, 0, &[1, 1, 1, 0], &tcp(1, 2, 0x10, 3, b"xyz")));
     assert_eq!(tcp_of(ip).payload, b"xyz");
+    // Record route (7) and a timestamp option (68) are harmless and pass.
+    let rr = [7, 7, 4, 0, 0, 0, 0, 1];
+    assert_eq!(tcp_of(raw(&ipv4_full(6, 0, &rr, &tcp(1, 2, 0x10, 0, b"")))).sport, 1);
+}
+
+#[test]
+fn ipv4_source_routing_and_bad_options_are_refused() {
+    let seg = tcp(1, 2, 0x02, 0, b"");
+    let lsrr = [1, 131, 7, 4, 198, 18, 20, 1];
+    let ssrr = [137, 7, 4, 198, 18, 20, 1, 0];
+    let bad_len = [68, 1, 0, 0];
+    let past_end = [68, 12, 0, 0];
+    for opts in [&lsrr[..], &ssrr[..], &bad_len[..], &past_end[..]] {
+        assert_eq!(err(&ipv4_full(6, 0, opts, &seg)), E::Ipv4SourceRouteOrBadOption, "{opts:?}");
+    }
 }
 
 #[test]
