@@ -358,3 +358,125 @@ impl DataPlane {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The worker loop against in-memory pnet endpoints: what it forwards, what it
+    //! drops, what it counts.
+
+    use super::*;
+    use sekisho_testkit::{flags, tcp};
+    use std::sync::Mutex;
+
+    /// Hands out `frames`, then stops the worker.
+    struct Script {
+        frames: Vec<Vec<u8>>,
+        current: Vec<u8>,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl DataLinkReceiver for Script {
+        fn next(&mut self) -> io::Result<&[u8]> {
+            if self.frames.is_empty() {
+                self.stop.store(true, Relaxed);
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "done"));
+            }
+            self.current = self.frames.remove(0);
+            Ok(&self.current)
+        }
+    }
+
+    /// Records what is sent; fails every send when `fail`.
+    struct Wire {
+        sent: Arc<Mutex<Vec<Vec<u8>>>>,
+        fail: bool,
+    }
+
+    impl DataLinkSender for Wire {
+        fn build_and_send(
+            &mut self,
+            _: usize,
+            _: usize,
+            _: &mut dyn FnMut(&mut [u8]),
+        ) -> Option<io::Result<()>> {
+            None
+        }
+
+        fn send_to(&mut self, packet: &[u8], _: Option<NetworkInterface>) -> Option<io::Result<()>> {
+            if self.fail {
+                return Some(Err(io::Error::other("EMSGSIZE")));
+            }
+            self.sent.lock().ok()?.push(packet.to_vec());
+            Some(Ok(()))
+        }
+    }
+
+    const POLICY: &str = "[[zone]]\nname = \"lgwan\"\nkind = \"lgwan\"\nprefixes = [\"198.18.20.0/24\"]\n\n\
+        [[zone]]\nname = \"internet\"\nkind = \"internet\"\nprefixes = [\"0.0.0.0/0\"]\n\n\
+        [[port]]\nname = \"lgwan-uplink\"\nzone = \"lgwan\"\ninside = \"lg-in\"\noutside = \"lg-out\"\n";
+
+    /// Runs one worker (reading lg-in) over `frames`; returns what it sent and the
+    /// interface's counters.
+    fn run(
+        frames: Vec<Vec<u8>>,
+        read_buffer: usize,
+        fail: bool,
+    ) -> (Vec<Vec<u8>>, Arc<Vec<Interface>>, Arc<Engine>) {
+        let policy = sekisho_policy::load_str(POLICY, "test.toml").expect("test policy loads");
+        let engine = Arc::new(Engine::new(policy));
+        let stop = Arc::new(AtomicBool::new(false));
+        let interfaces = Arc::new(vec![Interface {
+            port: PortId(0),
+            side: Side::Inside,
+            name: "lg-in".into(),
+            mtu: 1500,
+            counters: IoCounters::default(),
+        }]);
+        let clock = Arc::new(Clock::default());
+        clock.tick();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let worker = Worker {
+            engine: engine.clone(),
+            interfaces: interfaces.clone(),
+            me: 0,
+            ingress: Ingress { port: PortId(0), side: Side::Inside },
+            clock,
+            stop: stop.clone(),
+            rx: Box::new(Script { frames, current: Vec::new(), stop }),
+            tx: Box::new(Wire { sent: sent.clone(), fail }),
+            read_buffer,
+        };
+        worker.run();
+        let sent = sent.lock().map(|s| s.clone()).unwrap_or_default();
+        (sent, interfaces, engine)
+    }
+
+    #[test]
+    fn allowed_frames_cross_unchanged_and_denied_ones_do_not() {
+        let allowed = tcp("198.18.20.5", 40000, "198.18.20.1", 22, flags::SYN, b"");
+        let denied = tcp("198.18.20.5", 40000, "203.0.113.9", 443, flags::SYN, b"");
+        let (sent, io, engine) = run(vec![allowed.clone(), denied], 1523, false);
+        assert_eq!(sent, vec![allowed]);
+        assert_eq!(engine.counters().reason("deny:unsanitized-crossing"), 1);
+        assert_eq!(io[0].counters.truncated.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_frame_that_fills_the_read_buffer_is_dropped_and_counted() {
+        let small = tcp("198.18.20.5", 40000, "198.18.20.1", 22, flags::SYN, &[0; 50]);
+        let big = tcp("198.18.20.5", 40001, "198.18.20.1", 22, flags::SYN, &[0; 100]);
+        // A buffer exactly the big frame's size: the socket may have cut it, so it is refused.
+        let (sent, io, engine) = run(vec![small.clone(), big.clone()], big.len(), false);
+        assert_eq!(sent, vec![small], "only the frame that fits with room to spare crosses");
+        assert_eq!(io[0].counters.truncated.load(Relaxed), 1);
+        assert_eq!(engine.counters().ports[0].inside.packets, 1, "the cut frame never reached the engine");
+    }
+
+    #[test]
+    fn send_failures_are_counted_not_fatal() {
+        let frame = tcp("198.18.20.5", 40000, "198.18.20.1", 22, flags::SYN, b"");
+        let (sent, io, _) = run(vec![frame.clone(), frame], 1523, true);
+        assert!(sent.is_empty());
+        assert_eq!(io[0].counters.send_errors.load(Relaxed), 2);
+    }
+}
