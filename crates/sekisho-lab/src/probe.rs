@@ -81,24 +81,8 @@ impl Lab {
     /// An HTTPS request with curl (TLS, certificate not checked) from `src`; `upload`
     /// PUTs a body. Passes on a 2xx answer.
     pub fn https(&self, ns: Ns, src: &str, url: &str, upload: Option<&[u8]>) -> anyhow::Result<Attempt> {
-        let mut args = vec![
-            "curl",
-            "-k",
-            "-sS",
-            "--noproxy",
-            "*",
-            "--interface",
-            src,
-            "--connect-timeout",
-            "2",
-            "--max-time",
-            "4",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "--fail",
-        ];
+        let mut args = curl_args(src, "4");
+        args.extend(["-k", "-o", "-", "-w", "\n%{http_code}", "--fail"]);
         if upload.is_some() {
             args.extend(["-X", "PUT", "--data-binary", "@-"]);
         }
@@ -111,19 +95,8 @@ impl Lab {
 
     /// Plain-text HTTP (no TLS) to a TLS port: what the gateway's application check cuts.
     pub fn plaintext_http(&self, ns: Ns, src: &str, url: &str) -> anyhow::Result<Attempt> {
-        let args = [
-            "curl",
-            "-sS",
-            "--noproxy",
-            "*",
-            "--interface",
-            src,
-            "--connect-timeout",
-            "2",
-            "--max-time",
-            "3",
-            url,
-        ];
+        let mut args = curl_args(src, "3");
+        args.push(url);
         let out = self.exec(ns, &args, None, DEADLINE)?;
         let ok = out.success();
         Ok(Attempt::from(out, ok, "answered"))
@@ -321,4 +294,21 @@ impl Drop for Capture {
             let _ = self.child.wait();
         }
     }
+}
+
+/// curl from source address `src`, no proxy, a 2 s connect timeout and `max_time`
+/// seconds in all: the arguments every HTTP probe starts with.
+fn curl_args<'a>(src: &'a str, max_time: &'a str) -> Vec<&'a str> {
+    vec![
+        "curl",
+        "-sS",
+        "--noproxy",
+        "*",
+        "--interface",
+        src,
+        "--connect-timeout",
+        "2",
+        "--max-time",
+        max_time,
+    ]
 }
