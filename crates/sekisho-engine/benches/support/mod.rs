@@ -1,0 +1,39 @@
+//! The workload shared by the engine benchmark and the `established_loop` example: the
+//! lab policy, and one established flow along the mail path.
+#![allow(dead_code)] // each target uses part of it
+
+use sekisho_engine::{Action, Engine, Ingress, Side};
+use sekisho_policy::{PortId, Timestamp};
+use sekisho_testkit::flags::*;
+use sekisho_testkit::tcp;
+
+/// 2026-11-22 12:00 JST.
+pub const NOW: Timestamp = Timestamp(1_795_316_400 * 1_000_000_000);
+
+/// An engine on `configs/lab.toml` with a flow table of `capacity`.
+pub fn lab_engine(capacity: usize) -> Engine {
+    let text = include_str!("../../../../configs/lab.toml")
+        .replace("capacity = 1_000_000", &format!("capacity = {capacity}"));
+    Engine::new(sekisho_policy::load_str(&text, "configs/lab.toml").expect("configs/lab.toml loads"))
+}
+
+/// The inside interface of the lab port named `name`.
+pub fn inside(e: &Engine, name: &str) -> Ingress {
+    let port = e.loaded().policy.ports().iter().position(|p| p.name == name).expect("lab port");
+    Ingress { port: PortId(port as u16), side: Side::Inside }
+}
+
+/// Opens 203.0.113.7:41000 → 198.18.40.10:25 (mail path leg 1, SMTP greeting checked)
+/// and returns where its client's frames arrive and a 64-byte data segment of it.
+pub fn established_mail_flow(e: &Engine) -> (Ingress, Vec<u8>) {
+    let at = inside(e, "internet-uplink");
+    let back = Ingress { side: Side::Outside, ..at };
+    let (c, s) = (("203.0.113.7", 41000), ("198.18.40.10", 25));
+    e.process(NOW, at, &tcp(c.0, c.1, s.0, s.1, SYN, b""));
+    e.process(NOW, back, &tcp(s.0, s.1, c.0, c.1, SYN | ACK, b""));
+    e.process(NOW, at, &tcp(c.0, c.1, s.0, s.1, ACK, b""));
+    e.process(NOW, back, &tcp(s.0, s.1, c.0, c.1, ACK | PSH, b"220 relay ESMTP\r\n"));
+    let data = tcp(c.0, c.1, s.0, s.1, ACK | PSH, &[b'x'; 64]);
+    assert_eq!(e.process(NOW, at, &data).action, Action::Forward);
+    (at, data)
+}
