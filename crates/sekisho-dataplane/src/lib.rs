@@ -412,7 +412,7 @@ mod tests {
     }
 
     const POLICY: &str = "[[zone]]\nname = \"lgwan\"\nkind = \"lgwan\"\nprefixes = [\"198.18.20.0/24\"]\n\n\
-        [[zone]]\nname = \"internet\"\nkind = \"internet\"\nprefixes = [\"0.0.0.0/0\"]\n\n\
+        [[zone]]\nname = \"internet\"\nkind = \"internet\"\nprefixes = [\"0.0.0.0/0\"]\nupstream = true\n\n\
         [[port]]\nname = \"lgwan-uplink\"\nzone = \"lgwan\"\ninside = \"lg-in\"\noutside = \"lg-out\"\n";
 
     /// Runs one worker (reading lg-in) over `frames`; returns what it sent and the

@@ -13,6 +13,7 @@ use crate::model::{
     App, Endpoint, Exception, FlowSettings, Leg, Method, Mode, Path, Port, PortRange, Proto, Rule, Service,
     ServiceId, Zone, ZoneId, ZoneKind,
 };
+use crate::raw::Flag;
 use crate::raw::{
     describe, fields_of, one_line, str_key, type_name, Int, PortEntry, RawAlert, RawDaemon, RawException,
     RawFlow, RawLeg, RawLink, RawPath, RawPort, RawRule, RawService, RawZone, Text,
@@ -145,6 +146,7 @@ impl Loader {
                 ports.push(p);
             }
         }
+        self.zones_and_ports(&ports);
 
         for (i, v) in self.array_section(&mut root, "service").into_iter().enumerate() {
             self.service(i, v);
@@ -438,7 +440,8 @@ impl Loader {
         match (name_ok, kind) {
             (true, Some(kind)) if self.errors.len() == n_errors => {
                 self.zone_ids.insert(name.clone(), ZoneId(self.zones.len() as u16));
-                self.zones.push(Zone { name, kind, prefixes });
+                let upstream = raw.upstream.is_some_and(|Flag(b)| b);
+                self.zones.push(Zone { name, kind, prefixes, upstream });
             }
             (true, _) => {
                 self.broken_zones.insert(name);
@@ -484,6 +487,20 @@ impl Loader {
         }
         let zone = self.zone_ref(&label, "`zone`", &raw.zone.0);
         let (inside, outside) = (raw.inside.0, raw.outside.0);
+        let vlans = self.port_vlans(&label, raw.vlans.unwrap_or_default());
+        let untagged = raw.untagged.is_none_or(|Flag(b)| b);
+        if !untagged && vlans.is_empty() {
+            self.err(
+                &label,
+                "untagged = false and no `vlans`: no frame could cross; list the VLAN ids, e.g. \
+                 vlans = [10, 20]"
+                    .to_owned(),
+            );
+        }
+        let routers = match &zone {
+            Ref::Found(z) => self.port_routers(&label, *z, raw.routers.unwrap_or_default()),
+            _ => Vec::new(),
+        };
         for (key, iface) in [("inside", &inside), ("outside", &outside)] {
             if let Err(e) = check_interface(iface) {
                 self.err(&label, format!("{key} {e}"));
@@ -509,8 +526,121 @@ impl Loader {
             );
         }
         match zone {
-            Ref::Found(zone) if self.errors.len() == n_errors => Some(Port { name, zone, inside, outside }),
+            Ref::Found(zone) if self.errors.len() == n_errors => {
+                Some(Port { name, zone, inside, outside, vlans, untagged, routers })
+            }
             _ => None,
+        }
+    }
+
+    fn port_vlans(&mut self, label: &str, raw: Vec<Int>) -> Vec<u16> {
+        let mut vlans = Vec::new();
+        for Int(v) in raw {
+            match u16::try_from(v) {
+                Ok(vid) if vid <= 4094 => {
+                    if vlans.contains(&vid) {
+                        self.err(label, format!("vlans: {vid} is listed twice; remove one"));
+                    } else {
+                        vlans.push(vid);
+                    }
+                }
+                _ => self.err(
+                    label,
+                    format!(
+                        "vlans: {v} is not a VLAN id; ids are 0-4094 (0 is a priority-tagged frame, \
+                         4095 is reserved)"
+                    ),
+                ),
+            }
+        }
+        vlans.sort_unstable();
+        vlans
+    }
+
+    /// `routers`: single addresses of the port's own zone.
+    fn port_routers(&mut self, label: &str, zone: ZoneId, raw: Vec<Text>) -> Vec<IpAddr> {
+        let mut routers = Vec::new();
+        let zone_name = self.zones.get(zone.index()).map(|z| z.name.clone()).unwrap_or_default();
+        for Text(text) in raw {
+            let addr = match text.trim().parse::<IpAddr>() {
+                Ok(a) => a,
+                Err(_) => {
+                    self.err(
+                        label,
+                        format!("routers: {text:?} is not an address; list the core router's own addresses on this segment, e.g. routers = [\"198.18.20.1\"]"),
+                    );
+                    continue;
+                }
+            };
+            if let Some(why) = bogon_reason(addr) {
+                self.err(label, format!("routers: {addr} {why}"));
+                continue;
+            }
+            let home = zone_of_index(&self.prefix_index, addr);
+            if home != Some(zone) {
+                let actual = home
+                    .and_then(|z| self.zones.get(z.index()))
+                    .map_or("no zone".to_owned(), |z| format!("zone {:?}", z.name));
+                self.err(
+                    label,
+                    format!(
+                        "routers: {addr} lies in {actual}, not in the port's zone {zone_name:?}; a \
+                         router of this segment has an address of the segment's own zone"
+                    ),
+                );
+                continue;
+            }
+            if routers.contains(&addr) {
+                self.err(label, format!("routers: {addr} is listed twice; remove one"));
+                continue;
+            }
+            routers.push(addr);
+        }
+        routers
+    }
+
+    /// Each zone has at most one port; a zone without a port must say `upstream = true`
+    /// (when the policy has ports at all), and a zone with one must not.
+    fn zones_and_ports(&mut self, ports: &[Port]) {
+        if ports.is_empty() {
+            return;
+        }
+        let mut owner: HashMap<ZoneId, &str> = HashMap::new();
+        let mut problems = Vec::new();
+        for p in ports {
+            if let Some(first) = owner.insert(p.zone, &p.name) {
+                owner.insert(p.zone, first);
+                let zone = self.zones.get(p.zone.index()).map_or("?", |z| z.name.as_str());
+                problems.push((
+                    format!("port {:?}", p.name),
+                    format!(
+                        "zone {zone:?} already has port {first:?}; a zone has one port, because the \
+                         gate decides which side of a port an address lives on from its zone: give \
+                         the second segment its own [[zone]] (the same kind is fine)"
+                    ),
+                ));
+            }
+        }
+        for (i, z) in self.zones.iter().enumerate() {
+            let has_port = owner.contains_key(&ZoneId(i as u16));
+            if !has_port && !z.upstream {
+                problems.push((
+                    format!("zone {:?}", z.name),
+                    "has no [[port]], so the gate cannot verify that its hosts' addresses are \
+                     not forged; give it a port, or declare `upstream = true` if its hosts are \
+                     reached only through the core router (any host beyond the router can then \
+                     claim its addresses)"
+                        .to_owned(),
+                ));
+            } else if has_port && z.upstream {
+                problems.push((
+                    format!("zone {:?}", z.name),
+                    "says `upstream = true` but has a [[port]]; remove one of them".to_owned(),
+                ));
+            }
+        }
+        for (item, message) in problems {
+            self.err(&item, message);
         }
     }
 
@@ -1078,6 +1208,11 @@ pub(crate) fn parse_network(text: &str, zone_prefix: bool) -> Result<IpNetwork, 
         },
     };
     let net = IpNetwork::new(addr, len).map_err(|_| format!("{text:?} is not a valid CIDR"))?;
+    if let (IpAddr::V6(v6), true) = (addr, len >= 96) {
+        if let Some(why) = bogon_reason(IpAddr::V6(v6)) {
+            return Err(format!("{text:?} {why}"));
+        }
+    }
     if net.network() != addr {
         let network = IpNetwork::new(net.network(), len).map(|n| n.to_string()).unwrap_or_default();
         let alt = if zone_prefix { String::new() } else { format!(", or \"{addr}\" for the single host") };
@@ -1086,6 +1221,48 @@ pub(crate) fn parse_network(text: &str, zone_prefix: bool) -> Result<IpNetwork, 
         ));
     }
     Ok(net)
+}
+
+/// Why `addr` can never be a zone's address (IPv4 forms inside IPv6, loopback,
+/// multicast, unspecified), or `None`. The engine refuses such addresses on the wire.
+pub(crate) fn bogon_reason(addr: IpAddr) -> Option<String> {
+    match addr {
+        IpAddr::V6(a) => {
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return Some(format!("is an IPv4-mapped IPv6 address; write the IPv4 form {v4}"));
+            }
+            let s = a.segments();
+            if s[..6] == [0; 6] && !a.is_unspecified() && !a.is_loopback() {
+                let v4 = std::net::Ipv4Addr::from(a.to_bits() as u32);
+                return Some(format!("is an IPv4-compatible IPv6 address; write the IPv4 form {v4}"));
+            }
+            if s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0 {
+                let v4 = std::net::Ipv4Addr::from(a.to_bits() as u32);
+                return Some(format!("is an IPv4-translated IPv6 address; write the IPv4 form {v4}"));
+            }
+            if a.is_loopback() || a.is_unspecified() || a.is_multicast() {
+                return Some(
+                    "is a loopback, unspecified or multicast address, never a host of a zone".to_owned(),
+                );
+            }
+            None
+        }
+        IpAddr::V4(a) => {
+            if a.is_loopback() || a.is_unspecified() || a.is_multicast() || a.is_broadcast() {
+                return Some(
+                    "is a loopback, unspecified, multicast or broadcast address, never a host of a zone"
+                        .to_owned(),
+                );
+            }
+            None
+        }
+    }
+}
+
+/// The zone of `addr` by longest-prefix match over `index` (load-time; the compiled
+/// policy has the fast version).
+fn zone_of_index(index: &[(IpNetwork, ZoneId)], addr: IpAddr) -> Option<ZoneId> {
+    index.iter().filter(|(n, _)| n.contains(addr)).max_by_key(|(n, _)| n.prefix()).map(|(_, z)| *z)
 }
 
 /// Linux interface name rules: 1-15 bytes, no '/', ':' or whitespace, not "." or "..".

@@ -157,6 +157,9 @@ pub struct Zone {
     pub kind: ZoneKind,
     /// The prefixes (network addresses, no host bits) that belong to the zone.
     pub prefixes: Vec<IpNetwork>,
+    /// True when the zone has no [`Port`]: its hosts are reached only through the core
+    /// router, so the gate cannot verify their source addresses (`upstream = true`).
+    pub upstream: bool,
 }
 
 /// A bump-in-the-wire interface pair on one zone's uplink.
@@ -170,6 +173,34 @@ pub struct Port {
     pub inside: String,
     /// Interface toward the core router.
     pub outside: String,
+    /// VLAN ids whose single 802.1Q tag may cross the port (`vlans`; 0 is a
+    /// priority-tagged frame). Sorted, no duplicates.
+    pub vlans: Vec<u16>,
+    /// Whether untagged frames may cross (`untagged`, default true).
+    pub untagged: bool,
+    /// The core router's own addresses on this segment (`routers`): sources on the
+    /// `outside` that belong to the port's zone, and that may send ICMP errors about
+    /// the segment's connections.
+    pub routers: Vec<IpAddr>,
+}
+
+impl Port {
+    /// Whether a frame with these VLAN tags (outer, inner VID) may cross the port:
+    /// untagged when `untagged`, a single tag when listed in `vlans`, never two tags.
+    #[inline]
+    pub fn admits_vlan(&self, outer: Option<u16>, inner: Option<u16>) -> bool {
+        match (outer, inner) {
+            (None, _) => self.untagged,
+            (Some(vid), None) => self.vlans.binary_search(&vid).is_ok(),
+            (Some(_), Some(_)) => false,
+        }
+    }
+
+    /// Whether `addr` is one of the port's routers.
+    #[inline]
+    pub fn is_router(&self, addr: IpAddr) -> bool {
+        self.routers.contains(&addr)
+    }
 }
 
 /// Which interface of a [`Port`] a name refers to.

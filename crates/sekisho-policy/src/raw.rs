@@ -57,6 +57,26 @@ impl<'de> Deserialize<'de> for Int {
     }
 }
 
+/// A boolean that must be written as a TOML boolean (not `"true"`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Flag(pub bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Flag;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true or false (without quotes)")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Flag, E> {
+                Ok(Flag(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// One entry of a service's `ports`: `25` or `"8000-8080"`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum PortEntry {
@@ -125,6 +145,7 @@ pub(crate) struct RawZone {
     pub name: Text,
     pub kind: Text,
     pub prefixes: Vec<Text>,
+    pub upstream: Option<Flag>,
 }
 
 /// `[[port]]`.
@@ -135,6 +156,9 @@ pub(crate) struct RawPort {
     pub zone: Text,
     pub inside: Text,
     pub outside: Text,
+    pub vlans: Option<Vec<Int>>,
+    pub untagged: Option<Flag>,
+    pub routers: Option<Vec<Text>>,
 }
 
 /// `[[service]]`.
@@ -304,7 +328,7 @@ mod tests {
 
     #[test]
     fn introspection_sees_every_field() {
-        assert_eq!(fields_of::<RawZone>(), ["name", "kind", "prefixes"]);
+        assert_eq!(fields_of::<RawZone>(), ["name", "kind", "prefixes", "upstream"]);
         assert_eq!(fields_of::<RawAlert>(), [] as [&str; 0]);
         assert_eq!(fields_of::<RawException>(), ["name", "from", "to", "service", "approval", "expires"]);
     }

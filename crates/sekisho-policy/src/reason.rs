@@ -48,11 +48,28 @@ pub enum Reason {
     AppMismatch,
     /// `deny:flow-table-full`: no room for a new flow.
     FlowTableFull,
+    /// `deny:vlan`: a VLAN tag (or none, or two) the port does not admit.
+    Vlan,
+    /// `deny:bogon-address`: an address no zone can hold (IPv4-mapped, -compatible or
+    /// -translated IPv6, loopback, unspecified, multicast or broadcast source).
+    BogonAddress,
+    /// `deny:link-scope`: a link-local or link-scoped address in traffic that is not
+    /// one of the link protocols kept within a port pair.
+    LinkScope,
+    /// `deny:misdirected`: a frame on a port's `outside` whose destination is not in the
+    /// port's zone, or that starts a connection from the port's own zone.
+    Misdirected,
+    /// `deny:icmp-third-party`: an ICMP error about a connection, sent by neither its
+    /// peer nor a router of the receiving segment.
+    IcmpThirdParty,
+    /// `deny:out-of-window`: a TCP segment outside the sequence or acknowledgement
+    /// window tracked for its connection.
+    OutOfWindow,
 }
 
 impl Reason {
     /// Every deny reason.
-    pub const ALL_DENIES: [Reason; 11] = [
+    pub const ALL_DENIES: [Reason; 17] = [
         Reason::MynumberIsolation,
         Reason::UnsanitizedCrossing,
         Reason::NoRule,
@@ -64,6 +81,12 @@ impl Reason {
         Reason::NonIp,
         Reason::AppMismatch,
         Reason::FlowTableFull,
+        Reason::Vlan,
+        Reason::BogonAddress,
+        Reason::LinkScope,
+        Reason::Misdirected,
+        Reason::IcmpThirdParty,
+        Reason::OutOfWindow,
     ];
 
     /// Whether the reason lets the traffic pass.
@@ -82,7 +105,7 @@ impl Reason {
 
     /// Every reason code, allows first, in the order of [`Reason::index`]. For paths,
     /// exceptions and rules only the prefix (`"allow:path"`).
-    pub const CODES: [&'static str; 17] = [
+    pub const CODES: [&'static str; 23] = [
         "allow:intra-zone",
         "allow:path",
         "allow:exception",
@@ -100,6 +123,12 @@ impl Reason {
         "deny:non-ip",
         "deny:app-mismatch",
         "deny:flow-table-full",
+        "deny:vlan",
+        "deny:bogon-address",
+        "deny:link-scope",
+        "deny:misdirected",
+        "deny:icmp-third-party",
+        "deny:out-of-window",
     ];
 
     /// The position of this reason's code in [`Reason::CODES`] (a counter index).
@@ -123,6 +152,12 @@ impl Reason {
             Reason::NonIp => 14,
             Reason::AppMismatch => 15,
             Reason::FlowTableFull => 16,
+            Reason::Vlan => 17,
+            Reason::BogonAddress => 18,
+            Reason::LinkScope => 19,
+            Reason::Misdirected => 20,
+            Reason::IcmpThirdParty => 21,
+            Reason::OutOfWindow => 22,
         }
     }
 

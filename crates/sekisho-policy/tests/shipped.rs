@@ -299,6 +299,12 @@ fn reason_codes() {
             "deny:non-ip",
             "deny:app-mismatch",
             "deny:flow-table-full",
+            "deny:vlan",
+            "deny:bogon-address",
+            "deny:link-scope",
+            "deny:misdirected",
+            "deny:icmp-third-party",
+            "deny:out-of-window",
         ]
     );
     for r in Reason::ALL_DENIES {

@@ -899,3 +899,110 @@ service = "s"
     has(&e, "zone \"z\"", &["prefixes[0]"]);
     has(&e, "service \"s\"", &["\"x\""]);
 }
+
+/// Every zone of BASE with a port, so that only the item under test is wrong.
+const ALL_PORTS: &str = r#"
+[[port]]
+name = "mn"
+zone = "mynumber"
+inside = "mn-in"
+outside = "mn-out"
+[[port]]
+name = "lg"
+zone = "lgwan"
+inside = "lg-in"
+outside = "lg-out"
+routers = ["198.18.20.1", "2001:db8:20::1"]
+[[port]]
+name = "sz"
+zone = "sanitization"
+inside = "sz-in"
+outside = "sz-out"
+[[port]]
+name = "mg"
+zone = "management"
+inside = "mg-in"
+outside = "mg-out"
+"#;
+
+#[test]
+fn zones_without_a_port_must_say_upstream() {
+    // Without any port the policy is for offline analysis only: no complaint.
+    loads("");
+    let e = errors(ALL_PORTS);
+    has(&e, "zone \"internet\"", &["has no [[port]]", "upstream = true"]);
+    loads(&format!(
+        "{ALL_PORTS}[[port]]\nname = \"in\"\nzone = \"internet\"\ninside = \"in-in\"\noutside = \"in-out\"\n"
+    ));
+    let upstream = BASE.replace(
+        "prefixes = [\"203.0.113.0/24\", \"0.0.0.0/0\"]",
+        "prefixes = [\"203.0.113.0/24\", \"0.0.0.0/0\"]\nupstream = true",
+    );
+    assert!(load_str(&format!("{upstream}\n{ALL_PORTS}"), "t.toml").is_ok());
+    let contradiction = upstream
+        .replace("name = \"lgwan\"\nkind = \"lgwan\"", "name = \"lgwan\"\nkind = \"lgwan\"\nupstream = true");
+    let e = load_str(&format!("{contradiction}\n{ALL_PORTS}"), "t.toml").unwrap_err();
+    has(&e, "zone \"lgwan\"", &["says `upstream = true` but has a [[port]]"]);
+    let e = load_str(&upstream.replace("upstream = true", "upstream = \"yes\""), "t.toml").unwrap_err();
+    assert!(e.mentions("true or false"), "{e}");
+}
+
+#[test]
+fn one_port_per_zone() {
+    let e = errors(&format!(
+        "{ALL_PORTS}\n[[port]]\nname = \"lg2\"\nzone = \"lgwan\"\ninside = \"lg2-in\"\noutside = \"lg2-out\"\n"
+    ));
+    has(&e, "port \"lg2\"", &["zone \"lgwan\" already has port \"lg\"", "its own [[zone]]"]);
+}
+
+#[test]
+fn vlans_and_routers() {
+    let port = |extra: &str| {
+        format!(
+            "[[port]]\nname = \"x\"\nzone = \"internet\"\ninside = \"x-in\"\noutside = \"x-out\"\n{extra}\n"
+        )
+    };
+    let e = errors(&port("vlans = [10, 4095, 10, -1]\nrouters = [\"198.18.20.1\", \"203.0.113.1/32\", \"::ffff:203.0.113.1\", \"203.0.113.1\", \"203.0.113.1\", \"224.0.0.1\"]"));
+    has(&e, "port \"x\"", &["vlans: 4095 is not a VLAN id"]);
+    has(&e, "port \"x\"", &["vlans: -1 is not a VLAN id"]);
+    has(&e, "port \"x\"", &["vlans: 10 is listed twice"]);
+    has(
+        &e,
+        "port \"x\"",
+        &["routers: 198.18.20.1 lies in zone \"lgwan\", not in the port's zone \"internet\""],
+    );
+    has(&e, "port \"x\"", &["routers: \"203.0.113.1/32\" is not an address"]);
+    has(&e, "port \"x\"", &["routers: ::ffff:203.0.113.1 is an IPv4-mapped IPv6 address", "203.0.113.1"]);
+    has(&e, "port \"x\"", &["routers: 203.0.113.1 is listed twice"]);
+    has(&e, "port \"x\"", &["routers: 224.0.0.1 is a loopback, unspecified, multicast"]);
+    let e = errors(&port("untagged = false"));
+    has(&e, "port \"x\"", &["untagged = false and no `vlans`"]);
+    let text = format!(
+        "{BASE}\n{ALL_PORTS}\n{}",
+        port("vlans = [20, 0, 10]\nuntagged = false\nrouters = [\"203.0.113.1\"]")
+    );
+    let p = load_str(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let x = p.ports().iter().find(|p| p.name == "x").unwrap();
+    assert_eq!(x.vlans, [0, 10, 20]);
+    assert!(!x.admits_vlan(None, None));
+    assert!(x.admits_vlan(Some(10), None) && x.admits_vlan(Some(0), None));
+    assert!(!x.admits_vlan(Some(11), None));
+    assert!(!x.admits_vlan(Some(10), Some(20)), "two tags never");
+    assert!(x.is_router("203.0.113.1".parse().unwrap()));
+    let lg = p.ports().iter().find(|p| p.name == "lg").unwrap();
+    assert!(
+        lg.untagged && lg.vlans.is_empty() && lg.admits_vlan(None, None) && !lg.admits_vlan(Some(1), None)
+    );
+}
+
+#[test]
+fn ipv4_forms_inside_ipv6_are_refused() {
+    let e = errors_with_prefix(
+        "[[zone]]\nname = \"mapped\"\nkind = \"lgwan\"\nprefixes = [\"::ffff:198.18.30.0/120\", \"::198.18.31.0/120\", \"::ffff:0:198.18.32.0/120\"]\n",
+        "[[rule]]\nname = \"r\"\nfrom = \"::ffff:198.18.50.1\"\nto = \"zone:sanitization\"\nservice = \"ssh\"\n",
+    );
+    has(&e, "zone \"mapped\"", &["IPv4-mapped IPv6", "198.18.30.0"]);
+    has(&e, "zone \"mapped\"", &["IPv4-compatible IPv6", "198.18.31.0"]);
+    has(&e, "zone \"mapped\"", &["IPv4-translated IPv6", "198.18.32.0"]);
+    has(&e, "rule \"r\"", &["IPv4-mapped IPv6", "write the IPv4 form 198.18.50.1"]);
+}
