@@ -24,10 +24,10 @@ use std::os::fd::IntoRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pnet_datalink::{Channel, Config, DataLinkReceiver, DataLinkSender, NetworkInterface};
-use sekisho_engine::{Action, Engine, Ingress, Side};
+use sekisho_engine::{Action, Engine, Ingress, Now, Side};
 use sekisho_policy::{PortId, Timestamp};
 
 /// Ethernet header plus two VLAN tags: what a frame may carry beyond the MTU.
@@ -122,22 +122,35 @@ pub struct Interface {
 /// A warning found at start that does not stop the daemon.
 pub type Warning = String;
 
-/// The coarse clock the workers read: the wall clock in nanoseconds, advanced by the
-/// caller (see [`DataPlane::tick`]), so that the per-packet path reads a relaxed atomic
-/// instead of calling the clock.
-#[derive(Debug, Default)]
-pub struct Clock(AtomicU64);
+/// The coarse clocks the workers read, advanced by the caller (see [`DataPlane::tick`])
+/// so that the per-packet path reads two relaxed atomics instead of calling the clock:
+/// the monotonic clock (flow timeouts: a stepped wall clock must neither freeze nor
+/// expire flows) and the wall clock (exceptions' expiry dates).
+#[derive(Debug)]
+pub struct Clock {
+    start: Instant,
+    mono: AtomicU64,
+    wall: AtomicU64,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock { start: Instant::now(), mono: AtomicU64::new(0), wall: AtomicU64::new(0) }
+    }
+}
 
 impl Clock {
-    /// Sets the clock to the wall clock now.
+    /// Sets both clocks to now.
     pub fn tick(&self) {
+        let mono = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        self.0.store(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+        self.mono.store(mono, Relaxed);
+        self.wall.store(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX), Relaxed);
     }
 
     /// The time at the last tick.
-    pub fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Relaxed))
+    pub fn now(&self) -> Now {
+        Now { mono: self.mono.load(Relaxed), wall: Timestamp(self.wall.load(Relaxed)) }
     }
 }
 
@@ -164,7 +177,16 @@ fn open(
     iface: &NetworkInterface,
     read_buffer: usize,
 ) -> io::Result<(Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>)> {
-    let fd = sys::packet_socket(SOCKET_BUFFER)?;
+    bind(sys::packet_socket(SOCKET_BUFFER)?, iface, read_buffer)
+}
+
+/// Hands `fd` to pnet's channel, which binds it to `iface` (protocol `ETH_P_ALL`): only
+/// from then on does the socket receive, and only that interface's frames.
+fn bind(
+    fd: std::os::fd::OwnedFd,
+    iface: &NetworkInterface,
+    read_buffer: usize,
+) -> io::Result<(Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>)> {
     let config = Config {
         read_buffer_size: read_buffer,
         write_buffer_size: read_buffer,
@@ -343,9 +365,9 @@ impl DataPlane {
         &self.engine
     }
 
-    /// Advances the workers' clock to now and returns it. Call it often (every few tens
-    /// of milliseconds): flow timeouts and exception expiry are measured by it.
-    pub fn tick(&self) -> Timestamp {
+    /// Advances the workers' clocks to now and returns them. Call it often (every few
+    /// tens of milliseconds): flow timeouts and exception expiry are measured by it.
+    pub fn tick(&self) -> Now {
         self.clock.tick();
         self.clock.now()
     }
@@ -470,6 +492,68 @@ mod tests {
         assert_eq!(sent, vec![small], "only the frame that fits with room to spare crosses");
         assert_eq!(io[0].counters.truncated.load(Relaxed), 1);
         assert_eq!(engine.counters().ports[0].inside.packets, 1, "the cut frame never reached the engine");
+    }
+
+    /// Runs `args` (e.g. `ip link ...`) in the calling thread's network namespace.
+    fn sh(args: &[&str]) {
+        let ok = std::process::Command::new(args[0]).args(&args[1..]).status().is_ok_and(|s| s.success());
+        assert!(ok, "{args:?} failed");
+    }
+
+    /// The start-up window: a port socket must not queue frames of other interfaces (or
+    /// of its own) before it is bound to its interface, or they would be judged later as
+    /// if they had arrived there. Needs root (a private network namespace with veths).
+    #[test]
+    #[allow(unsafe_code)] // geteuid and unshare, in the test only
+    fn a_port_socket_sees_no_frame_from_before_its_bind() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(std::env::var_os("CI").is_none(), "needs root, and CI is set: a skip is a failure");
+            eprintln!("SKIPPED: needs root (a_port_socket_sees_no_frame_from_before_its_bind)");
+            return;
+        }
+        let seen = std::thread::spawn(|| {
+            // SAFETY: moves only this thread (and the processes it starts) into a new,
+            // empty network namespace; no memory is involved.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare(CLONE_NEWNET)");
+            sh(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+            sh(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+            for (x, y) in [("a0", "a1"), ("b0", "b1")] {
+                sh(&["ip", "link", "add", x, "type", "veth", "peer", "name", y]);
+                sh(&["ip", "link", "set", x, "up"]);
+                sh(&["ip", "link", "set", y, "up"]);
+            }
+            let iface =
+                |n: &str| pnet_datalink::interfaces().into_iter().find(|i| i.name == n).expect("veth exists");
+            let frame = |marker: &[u8]| sekisho_testkit::eth(0x88b5, &[marker, &[0u8; 46][..]].concat());
+            let (mut to_a0, _) = open(&iface("a1"), 2048).expect("a1");
+            let (mut to_b0, _) = open(&iface("b1"), 2048).expect("b1");
+            let fd = sys::packet_socket(1 << 20).expect("socket");
+            let _ = to_b0.send_to(&frame(b"before-bind-on-b"), None);
+            let _ = to_a0.send_to(&frame(b"before-bind-on-a"), None);
+            std::thread::sleep(Duration::from_millis(100));
+            let (_, mut rx) = bind(fd, &iface("a0"), 2048).expect("bind a0");
+            let _ = to_b0.send_to(&frame(b"after-bind-on-b"), None);
+            let _ = to_a0.send_to(&frame(b"after-bind-on-a"), None);
+            let mut seen = Vec::new();
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < deadline {
+                match rx.next() {
+                    Ok(f) => {
+                        seen.push(String::from_utf8_lossy(f.get(14..30).unwrap_or_default()).into_owned())
+                    }
+                    Err(_) => break,
+                }
+            }
+            seen
+        })
+        .join()
+        .expect("the namespace thread");
+        let markers: Vec<&str> = seen.iter().map(|s| s.trim_end_matches('\0')).collect();
+        assert!(markers.contains(&"after-bind-on-a"), "the bound socket missed its own frame: {markers:?}");
+        for stray in ["before-bind-on-b", "before-bind-on-a", "after-bind-on-b"] {
+            assert!(!markers.contains(&stray), "{stray} was queued on a0's socket: {markers:?}");
+        }
     }
 
     #[test]

@@ -41,13 +41,18 @@ fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc:
     check(ret).map(drop)
 }
 
-/// A new AF_PACKET raw socket for every ethertype that ignores outgoing frames and has
-/// `buffer` bytes of receive and send buffer (forced past the sysctl limit when root).
+/// A new AF_PACKET raw socket that ignores outgoing frames and has `buffer` bytes of
+/// receive and send buffer (forced past the sysctl limit when root).
+///
+/// It is created with protocol 0, so it receives **nothing** until it is bound to an
+/// interface with a protocol (pnet's channel binds it to one interface with `ETH_P_ALL`).
+/// A socket opened with `ETH_P_ALL` would queue frames from every interface of the
+/// namespace in the meantime, and they would later be judged as if they had arrived on
+/// the interface it is bound to.
 pub fn packet_socket(buffer: usize) -> io::Result<OwnedFd> {
-    let proto = (libc::ETH_P_ALL as u16).to_be() as libc::c_int;
     // SAFETY: plain syscall with constant arguments; on success it returns a new file
     // descriptor that nothing else owns, which `OwnedFd` then owns (and closes).
-    let fd = unsafe { OwnedFd::from_raw_fd(check(libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto))?) };
+    let fd = unsafe { OwnedFd::from_raw_fd(check(libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0))?) };
     setsockopt_int(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
     let size = libc::c_int::try_from(buffer).unwrap_or(libc::c_int::MAX);
     for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {

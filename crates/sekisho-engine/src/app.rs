@@ -5,7 +5,13 @@
 //! nDPI starts), enough to stop a tunnel or a different protocol riding on an approved
 //! port; they are not protocol validators.
 
-use sekisho_policy::App;
+use sekisho_flow::FlowEntry;
+use sekisho_policy::{App, Reason};
+
+/// The inspection word of a flow whose application has been checked (or needs none).
+pub(crate) const CHECKED: u8 = 0;
+/// The inspection word of a flow cut for good by a failed check.
+pub(crate) const CUT: u8 = 0xff;
 
 /// What the first payload of a flow says about its application protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,12 +85,41 @@ pub(crate) fn check(app: App, from_initiator: bool, tcp: bool, payload: &[u8]) -
     }
 }
 
+/// Stage 6: checks the first payload of a flow whose service declares an application. A
+/// mismatch cuts the flow for good (no reload revives it).
+pub(crate) fn inspect(
+    entry: &FlowEntry,
+    reason: Reason,
+    from_initiator: bool,
+    tcp: bool,
+    payload: &[u8],
+) -> Reason {
+    let state = entry.inspect_state();
+    if state == CHECKED || payload.is_empty() {
+        return reason;
+    }
+    if state == CUT {
+        return Reason::AppMismatch;
+    }
+    let app = from_u8(state);
+    match check(app, from_initiator, tcp, payload) {
+        Check::Match => {
+            entry.set_inspect_state(CHECKED);
+            reason
+        }
+        Check::Mismatch => {
+            entry.set_inspect_state(CUT);
+            Reason::AppMismatch
+        }
+    }
+}
+
 /// The applications whose first payload is checked, in the order of their inspection-word
 /// code (code = index + 1; 0 means "checked").
 const INSPECTED_APPS: [App; 8] =
     [App::Smtp, App::Rdp, App::Tls, App::Http, App::Ica, App::Ssh, App::Dns, App::Vnc];
 
-/// The non-zero inspection-word code of `app`, or 0 when it is not inspected.
+/// The inspection-word code of `app` (1..=8), or [`CHECKED`] when it is not inspected.
 pub(crate) fn to_u8(app: App) -> u8 {
     INSPECTED_APPS.iter().position(|a| *a == app).map_or(0, |i| i as u8 + 1)
 }

@@ -4,30 +4,46 @@
 //! returns a [`Verdict`]; it reads no clock, opens no socket and allocates nothing. The
 //! data plane (or the offline replay) owns the I/O around it.
 //!
-//! One packet's path: parse ([`sekisho_wire`]) → link traffic (ARP, ND/RA, DHCP) stays in
-//! its pair → anti-spoofing on a port's `inside` → later fragments follow their first
-//! fragment → ICMP errors follow the flow they quote → flow lookup (lock-free) → on a hit,
-//! the cached decision (re-made after a policy reload or an exception's expiry) and the
-//! application check of the first payload → on a miss, the policy's decision for
-//! initiator → responder, the tunnel check, and a new flow entry.
+//! The rule it enforces: in enforce mode every forwarded frame is either (a) link traffic
+//! whose two ends are on that port's segment, or (b) a packet of a connection whose
+//! initiator → responder the *current* policy allows, travelling in a direction that
+//! connection permits — ICMP errors only from the connection's peer or a router of the
+//! receiving segment, fragments only of such a packet.
+//!
+//! One frame's path, one module per stage:
+//! 1. parse ([`sekisho_wire`]);
+//! 2. [`ingress`]: VLAN tags the port admits, addresses a zone can hold;
+//! 3. [`link`]: link traffic with both ends on the segment stays in its pair;
+//! 4. [`resolve`] and [`track`]: the connection the packet belongs to — its own 5-tuple
+//!    (each end bound to its side of the port, TCP sequence numbers followed), or the
+//!    parent connection of a later fragment or an ICMP error;
+//! 5. [`decide`]: the ingress contract and the policy for a new connection, or the cached
+//!    verdict re-checked when the policy generation moved (reload, exception expiry);
+//! 6. [`app`]: the first payload against the service's application;
+//! 7. counters.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod app;
 mod counters;
+mod decide;
+mod ingress;
+mod link;
 mod reason;
+mod resolve;
+mod track;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use sekisho_flow::{tcp_flags, CachedDecision, Endpoint, FlowEntry, FlowKey, FlowTable, Socket, Timeouts};
-use sekisho_policy::{App, Connection, Mode, Policy, PortId, Proto, Reason, Timestamp};
-use sekisho_wire::{parse_ethernet, Icmp, Ip, Tunnel, L3, L4};
+use sekisho_flow::{FlowTable, FragmentTable, Timeouts};
+use sekisho_policy::{Mode, Policy, Port, PortId, Reason, Timestamp};
+use sekisho_wire::{parse_ethernet, Ip, L3, L4};
 
 pub use counters::{CounterSnapshot, PortCounters, SideCounters};
-pub use sekisho_flow::{FlowSnapshot, FlowState, TableStats};
+pub use sekisho_flow::{FlowKey, FlowSnapshot, FlowState, TableStats};
 
 /// Which interface of a port a frame arrived on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,6 +69,42 @@ impl Side {
             Side::Inside => "inside",
             Side::Outside => "outside",
         }
+    }
+
+    /// The side encoded in a flow's origin (`2 × port + side`).
+    #[inline]
+    pub fn of_origin(origin: u16) -> Side {
+        if origin & 1 == 0 {
+            Side::Inside
+        } else {
+            Side::Outside
+        }
+    }
+}
+
+impl Ingress {
+    /// The origin code flows record: `2 × port + side` (also their table bucket).
+    #[inline]
+    pub fn origin(self) -> u16 {
+        self.port.0.wrapping_mul(2) | self.side as u16
+    }
+}
+
+/// The time, as the engine needs it: the monotonic clock for idle timeouts and the
+/// reassembly time (a wall-clock step must neither freeze nor expire flows), the wall
+/// clock for exceptions' expiry dates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic nanoseconds (any origin; only differences matter).
+    pub mono: u64,
+    /// The wall clock.
+    pub wall: Timestamp,
+}
+
+impl Now {
+    /// Both clocks at `wall` (offline replay, tests: one timeline).
+    pub const fn at(wall: Timestamp) -> Now {
+        Now { mono: wall.0, wall }
     }
 }
 
@@ -117,9 +169,24 @@ impl Verdict {
 /// A policy together with the generation number that flows cache their decisions under.
 pub struct Loaded {
     /// The compiled policy.
-    pub policy: Policy,
-    /// Increases by one at every reload.
+    pub policy: Arc<Policy>,
+    /// Increases at every reload and every time an exception expires, so that every
+    /// flow's cached decision is made again at its next packet.
     pub generation: u32,
+    /// The next exception expiry still ahead of this generation (wall clock, ns;
+    /// `u64::MAX`: none).
+    next_expiry: u64,
+}
+
+/// The first exception expiry after `after` (wall clock, ns), or `u64::MAX`.
+fn next_expiry(policy: &Policy, after: Option<u64>) -> u64 {
+    policy
+        .exceptions()
+        .iter()
+        .filter_map(|e| e.expires.map(|t| t.0))
+        .filter(|t| after.is_none_or(|a| *t > a))
+        .min()
+        .unwrap_or(u64::MAX)
 }
 
 /// A reload was refused; the running policy stays in force.
@@ -134,25 +201,29 @@ pub enum ReloadError {
     FlowChanged,
 }
 
-/// Fragments are remembered this long after their first fragment.
-const FRAGMENT_TIMEOUT_S: u64 = 30;
-/// At most this many fragmented datagrams are followed at once.
-const FRAGMENT_CAPACITY: usize = 65_536;
-
-/// The inspection word of a flow whose application has been checked (or needs none).
-const INSPECTED: u8 = 0;
-
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_ICMPV6: u8 = 58;
-
 /// The engine: one policy, one flow table, shared by every data-plane thread.
 pub struct Engine {
     loaded: ArcSwap<Loaded>,
     next_generation: AtomicU32,
     flows: FlowTable,
-    fragments: FlowTable,
+    fragments: FragmentTable,
     counters: counters::Counters,
+}
+
+/// What every stage of one frame's judgement reads.
+pub(crate) struct Cx<'a> {
+    engine: &'a Engine,
+    loaded: &'a Loaded,
+    port: &'a Port,
+    ingress: Ingress,
+    now: Now,
+    monitor: bool,
+}
+
+impl Cx<'_> {
+    fn origin(&self) -> u16 {
+        self.ingress.origin()
+    }
 }
 
 fn timeouts(policy: &Policy) -> Timeouts {
@@ -166,91 +237,17 @@ fn timeouts(policy: &Policy) -> Timeouts {
     )
 }
 
-/// The ports a flow key uses: TCP/UDP ports; for ICMP echo the identifier on both ends,
-/// so that a request and its reply share a key.
-fn l4_ports(l4: &L4<'_>) -> (u16, u16) {
-    match l4 {
-        L4::Tcp(t) => (t.sport, t.dport),
-        L4::Udp(u) => (u.sport, u.dport),
-        L4::Icmp(i) => (i.ident, i.ident),
-        _ => (0, 0),
-    }
-}
-
-/// ICMP echo replies (v4 type 0, v6 type 129) only ever answer a request.
-fn is_echo_reply(icmp: &Icmp) -> bool {
-    icmp.ty == if icmp.v6 { 129 } else { 0 }
-}
-
-fn is_link_local(addr: IpAddr) -> bool {
-    match addr {
-        IpAddr::V6(a) => (a.segments()[0] & 0xffc0) == 0xfe80 || a.is_unspecified(),
-        IpAddr::V4(_) => false,
-    }
-}
-
-fn is_link_multicast(addr: IpAddr) -> bool {
-    matches!(addr, IpAddr::V6(a) if a.segments()[0] == 0xff02)
-}
-
-/// Traffic that never leaves the link (DESIGN.md section 1): IPv6 neighbour discovery and
-/// router advertisements (ICMPv6 133–137, hop limit 255) and MLD (130–132, 143, hop limit
-/// 1) in link scope, DHCPv4 broadcasts, and DHCPv6 in link scope. It stays in its pair.
-fn is_link_traffic(ip: &Ip<'_>) -> bool {
-    let link_scope = is_link_multicast(ip.dst) || is_link_local(ip.dst) || is_link_local(ip.src);
-    match ip.l4 {
-        L4::Icmp(i) if i.v6 => {
-            let nd = (133..=137).contains(&i.ty) && ip.hop_limit == 255;
-            let mld = matches!(i.ty, 130..=132 | 143) && ip.hop_limit == 1;
-            (nd || mld) && link_scope
-        }
-        L4::Udp(u) => match (ip.src, ip.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                matches!((u.sport, u.dport), (68, 67) | (67, 68)) && (s.is_unspecified() || d.is_broadcast())
-            }
-            (IpAddr::V6(_), IpAddr::V6(_)) => {
-                matches!((u.sport, u.dport), (546, 547) | (547, 546)) && link_scope
-            }
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
-/// True when a service of protocol `proto` and application `app` names tunnel `t`.
-fn names_tunnel(proto: Proto, app: App, t: Tunnel) -> bool {
-    matches!(
-        (t, proto, app),
-        (Tunnel::Gre, Proto::Gre, _)
-            | (Tunnel::IpInIp, Proto::Ipip, _)
-            | (Tunnel::Ipv6InIp, Proto::Ipv6, _)
-            | (Tunnel::Vxlan, _, App::Vxlan)
-            | (Tunnel::Teredo, _, App::Teredo)
-    )
-}
-
-/// Everything the flow logic needs from one packet.
-struct Packet<'p> {
-    key: FlowKey,
-    sender: Endpoint,
-    src: Socket,
-    dst: Socket,
-    protocol: u8,
-    flags: u16,
-    payload: &'p [u8],
-    tunnel: Option<Tunnel>,
-    len: usize,
-}
-
 impl Engine {
-    /// An engine enforcing `policy`, with a flow table sized by its `[flow]` section.
+    /// An engine enforcing `policy`, with a flow table sized by its `[flow]` section and
+    /// shared fairly between the port sides flows are opened from.
     pub fn new(policy: Policy) -> Engine {
-        let flows = FlowTable::new(policy.flow().capacity, timeouts(&policy));
-        let t = FRAGMENT_TIMEOUT_S;
-        let fragments = FlowTable::new(FRAGMENT_CAPACITY, Timeouts::from_secs(t, t, t, t, t));
+        let origins = (2 * policy.ports().len()).max(1);
+        let flows = FlowTable::new(policy.flow().capacity, origins, timeouts(&policy));
+        let fragments = FragmentTable::new(resolve::FRAGMENT_CAPACITY, origins, resolve::FRAGMENT_LIFETIME);
         let counters = counters::Counters::new(policy.ports().len());
+        let next_expiry = next_expiry(&policy, None);
         Engine {
-            loaded: ArcSwap::from_pointee(Loaded { policy, generation: 1 }),
+            loaded: ArcSwap::from_pointee(Loaded { policy: Arc::new(policy), generation: 1, next_expiry }),
             next_generation: AtomicU32::new(2),
             flows,
             fragments,
@@ -284,15 +281,39 @@ impl Engine {
             return Err(ReloadError::FlowChanged);
         }
         let generation = self.next_generation.fetch_add(1, Relaxed);
-        self.loaded.store(Arc::new(Loaded { policy, generation }));
+        let next_expiry = next_expiry(&policy, None);
+        self.loaded.store(Arc::new(Loaded { policy: Arc::new(policy), generation, next_expiry }));
         Ok(generation)
     }
 
+    /// The policy in force at `wall`: when an exception expired since the last packet, a
+    /// new generation of the same policy (so that every flow is decided again).
+    fn current(&self, wall: Timestamp) -> arc_swap::Guard<Arc<Loaded>> {
+        let l = self.loaded.load();
+        if wall.0 < l.next_expiry {
+            return l;
+        }
+        let next = Loaded {
+            policy: l.policy.clone(),
+            generation: self.next_generation.fetch_add(1, Relaxed),
+            next_expiry: next_expiry(&l.policy, Some(wall.0)),
+        };
+        // If another thread moved first (expiry or reload), its policy stands.
+        let _ = self.loaded.compare_and_swap(&l, Arc::new(next));
+        self.loaded.load()
+    }
+
     /// Decides what to do with `frame`, which arrived at `ingress` at `now`.
-    pub fn process(&self, now: Timestamp, ingress: Ingress, frame: &[u8]) -> Verdict {
-        let loaded = self.loaded.load();
+    pub fn process(&self, now: Now, ingress: Ingress, frame: &[u8]) -> Verdict {
+        let loaded = self.current(now.wall);
         let monitor = loaded.policy.mode() == Mode::Monitor;
-        let mut verdict = self.judge(&loaded, monitor, now, ingress, frame);
+        let mut verdict = match loaded.policy.ports().get(usize::from(ingress.port.0)) {
+            Some(port) => {
+                let cx = Cx { engine: self, loaded: &loaded, port, ingress, now, monitor };
+                judge(&cx, frame)
+            }
+            None => Verdict::new(Reason::Misdirected, None),
+        };
         if monitor && verdict.action == Action::Drop {
             verdict.action = Action::Forward;
             verdict.monitored = true;
@@ -301,10 +322,11 @@ impl Engine {
         verdict
     }
 
-    /// Removes idle flows and fragment records; returns how many flows went.
-    pub fn sweep(&self, now: Timestamp) -> usize {
-        self.fragments.sweep(now.0);
-        self.flows.sweep(now.0)
+    /// Removes idle flows and expired fragment records (`mono`: the monotonic clock);
+    /// returns how many flows went.
+    pub fn sweep(&self, mono: u64) -> usize {
+        self.fragments.sweep(mono);
+        self.flows.sweep(mono)
     }
 
     /// Counters per reason code and per port.
@@ -317,246 +339,69 @@ impl Engine {
         self.flows.stats()
     }
 
+    /// Flows opened from `ingress` now, and how many new ones it was refused for want of
+    /// room.
+    pub fn origin_stats(&self, ingress: Ingress) -> (usize, u64) {
+        self.flows.origin_stats(usize::from(ingress.origin()))
+    }
+
     /// Calls `f` for every flow with its key, a snapshot of its entry, and its reason.
     pub fn for_each_flow(&self, mut f: impl FnMut(&FlowKey, &FlowSnapshot, Reason)) {
         self.flows.for_each(|k, e| {
             let s = e.snapshot();
-            f(k, &s, reason::decode(s.decision.verdict));
+            let r = if e.inspect_state() == app::CUT {
+                Reason::AppMismatch
+            } else {
+                reason::decode(s.decision.verdict)
+            };
+            f(k, &s, r);
         });
     }
+}
 
-    fn judge(&self, l: &Loaded, monitor: bool, now: Timestamp, ingress: Ingress, frame: &[u8]) -> Verdict {
-        let parsed = match parse_ethernet(frame) {
-            Ok(p) => p,
-            Err(_) => return Verdict::new(Reason::Malformed, None),
-        };
-        let ip = match &parsed.l3 {
-            L3::Ip(ip) => ip,
-            L3::Arp => return Verdict::new(Reason::Link, None),
-            &L3::Other { ethertype } => {
-                let listed = l.policy.allow_ethertypes().contains(&ethertype);
-                return Verdict::new(if listed { Reason::Link } else { Reason::NonIp }, None);
-            }
-        };
-        let (sport, dport) = l4_ports(&ip.l4);
-        let reason =
-            self.judge_ip(l, monitor, now, ingress, parsed.vlan.key(), ip, (sport, dport), frame.len());
-        Verdict::new(
-            reason,
-            Some(PacketInfo { protocol: ip.protocol, src: ip.src, dst: ip.dst, sport, dport }),
-        )
+/// Stages 1–2 (parse, VLAN, non-IP), then the IP stages.
+fn judge(cx: &Cx<'_>, frame: &[u8]) -> Verdict {
+    let parsed = match parse_ethernet(frame) {
+        Ok(p) => p,
+        Err(_) => return Verdict::new(Reason::Malformed, None),
+    };
+    if let Err(r) = ingress::vlan(cx.port, parsed.vlan) {
+        return Verdict::new(r, None);
     }
+    let ip = match &parsed.l3 {
+        L3::Ip(ip) => ip,
+        L3::Arp => return Verdict::new(Reason::Link, None),
+        &L3::Other { ethertype } => {
+            let listed = cx.loaded.policy.allow_ethertypes().contains(&ethertype);
+            return Verdict::new(if listed { Reason::Link } else { Reason::NonIp }, None);
+        }
+    };
+    let (sport, dport) = ip.ports();
+    let info = PacketInfo { protocol: ip.protocol, src: ip.src, dst: ip.dst, sport, dport };
+    Verdict::new(judge_ip(cx, parsed.vlan.key(), ip, frame.len()), Some(info))
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn judge_ip(
-        &self,
-        l: &Loaded,
-        monitor: bool,
-        now: Timestamp,
-        ingress: Ingress,
-        vlan: u32,
-        ip: &Ip<'_>,
-        (sport, dport): (u16, u16),
-        len: usize,
-    ) -> Reason {
-        if is_link_traffic(ip) {
-            return Reason::Link;
-        }
-        if ingress.side == Side::Inside {
-            let port_zone = l.policy.ports().get(usize::from(ingress.port.0)).map(|p| p.zone);
-            if port_zone.is_none() || l.policy.zone_of(ip.src) != port_zone {
-                return Reason::SpoofedSource;
-            }
-        }
-        let port = ingress.port.0;
-        let (flags, payload) = match ip.l4 {
-            L4::Tcp(t) if t.flags.is_invalid() => return Reason::Malformed,
-            L4::Tcp(t) => (t.flags.0, t.payload),
-            L4::Udp(u) => (0, u.payload),
-            L4::Icmp(Icmp { quoted: Some(q), .. }) => {
-                // An ICMP error belongs to the flow it quotes and must go back to the
-                // endpoint that sent the quoted packet.
-                // Echo flows are keyed with the identifier on both ends (see `l4_ports`).
-                let dport =
-                    if matches!(q.protocol, IPPROTO_ICMP | IPPROTO_ICMPV6) { q.sport } else { q.dport };
-                let (key, _) = FlowKey::new(
-                    port,
-                    vlan,
-                    q.protocol,
-                    Socket { addr: q.src, port: q.sport },
-                    Socket { addr: q.dst, port: dport },
-                );
-                let flows = self.flows.pin();
-                let related = q.src == ip.dst
-                    && flows.get(&key, now.0).is_some_and(|e| reason::decode(e.decision().verdict).allowed());
-                return if related { Reason::Related } else { Reason::NoFlow };
-            }
-            L4::NotFirstFragment => return self.later_fragment(port, vlan, ip, now, len),
-            _ => (0, &[][..]),
-        };
-        let src = Socket { addr: ip.src, port: sport };
-        let dst = Socket { addr: ip.dst, port: dport };
-        let (key, sender) = FlowKey::new(port, vlan, ip.protocol, src, dst);
-        let packet =
-            Packet { key, sender, src, dst, protocol: ip.protocol, flags, payload, tunnel: ip.tunnel, len };
-        let reason = match ip.l4 {
-            L4::Icmp(i) => self.flow(l, monitor, now, &packet, is_echo_reply(&i)),
-            _ => self.flow(l, monitor, now, &packet, false),
-        };
-        if let Some(frag) = ip.fragment {
-            if reason.allowed() {
-                self.first_fragment(port, vlan, ip, frag.id, reason, now);
-            }
-        }
-        reason
+/// Stages 2–6 for an IP packet.
+fn judge_ip(cx: &Cx<'_>, vlan: u32, ip: &Ip<'_>, len: usize) -> Reason {
+    if link::is_link_traffic(&cx.loaded.policy, cx.port, ip) {
+        return Reason::Link;
     }
-
-    fn fragment_key(port: u16, vlan: u32, ip: &Ip<'_>, id: u32) -> FlowKey {
-        let src = Socket { addr: ip.src, port: (id >> 16) as u16 };
-        let dst = Socket { addr: ip.dst, port: id as u16 };
-        FlowKey::new(port, vlan, ip.protocol, src, dst).0
+    if let Err(r) = ingress::addresses(ip.src, ip.dst) {
+        return r;
     }
-
-    fn first_fragment(&self, port: u16, vlan: u32, ip: &Ip<'_>, id: u32, reason: Reason, now: Timestamp) {
-        let key = Self::fragment_key(port, vlan, ip, id);
-        let decision = CachedDecision { verdict: reason::encode(reason), generation: 0 };
-        let entry = FlowEntry::new(now.0, ip.protocol, Endpoint::Lo, decision, u64::MAX);
-        // A full fragment table only means later fragments of this datagram are dropped.
-        let _ = self.fragments.pin().insert(key, entry, now.0);
+    match ip.l4 {
+        L4::NotFirstFragment(data) => return resolve::later_fragment(cx, vlan, ip, data),
+        L4::Icmp(i) if i.is_error() => return resolve::icmp_error(cx, vlan, ip, &i),
+        L4::Tcp(t) if t.flags.is_invalid() => return Reason::Malformed,
+        _ => {}
     }
-
-    fn later_fragment(&self, port: u16, vlan: u32, ip: &Ip<'_>, now: Timestamp, len: usize) -> Reason {
-        let Some(frag) = ip.fragment else { return Reason::Fragment };
-        let key = Self::fragment_key(port, vlan, ip, frag.id);
-        let fragments = self.fragments.pin();
-        match fragments.get(&key, now.0) {
-            Some(e) => {
-                e.observe(now.0, Endpoint::Lo, len, 0);
-                reason::decode(e.decision().verdict)
-            }
-            None => Reason::Fragment,
-        }
+    let p = resolve::packet(cx, vlan, ip, len);
+    let reason = match ip.l4 {
+        L4::Icmp(i) if !i.is_echo_request() && !i.is_echo_reply() => track::stateless(cx, &p),
+        _ => track::track(cx, &p),
+    };
+    if ip.fragment.is_some() && (reason.allowed() || cx.monitor) {
+        resolve::first_fragment(cx, vlan, ip, &p);
     }
-
-    /// Decides a new flow of `p` (its sender as initiator), including the tunnel rule.
-    fn decide(
-        &self,
-        l: &Loaded,
-        now: Timestamp,
-        initiator: Socket,
-        responder: Socket,
-        p: &Packet<'_>,
-    ) -> (Reason, App, u64) {
-        let conn = Connection {
-            protocol: p.protocol,
-            initiator: initiator.addr,
-            responder: responder.addr,
-            responder_port: responder.port,
-        };
-        let decision = l.policy.decide(&conn, now);
-        let service = decision.service.and_then(|id| l.policy.services().get(usize::from(id.0)));
-        let app = service.map_or(App::Any, |s| s.app);
-        let mut reason = decision.reason;
-        if let Some(t) = p.tunnel {
-            let named = service.is_some_and(|s| names_tunnel(s.proto, s.app, t));
-            if reason.allowed() && reason != Reason::IntraZone && !named {
-                reason = Reason::Tunnel;
-            }
-        }
-        (reason, app, decision.valid_until.map_or(u64::MAX, |t| t.0))
-    }
-
-    fn flow(&self, l: &Loaded, monitor: bool, now: Timestamp, p: &Packet<'_>, reply_only: bool) -> Reason {
-        let flows = self.flows.pin();
-        let tcp = p.protocol == IPPROTO_TCP;
-        let bare_syn = tcp && p.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
-        if let Some(entry) = flows.get(&p.key, now.0) {
-            let from_initiator = p.sender == entry.initiator();
-            if bare_syn && !from_initiator {
-                // The responder asks to open the reverse direction: that needs its own
-                // permission (a path leg never grants it).
-                let (reason, _, _) = self.decide(l, now, p.src, p.dst, p);
-                if !reason.allowed() {
-                    return reason;
-                }
-            }
-            let closed = matches!(entry.state(), FlowState::Closing | FlowState::Closed);
-            if !(bare_syn && from_initiator && closed) {
-                let reason = self.cached(l, now, entry, p);
-                if reason.allowed() || monitor {
-                    entry.observe(now.0, p.sender, p.len, p.flags);
-                }
-                return if reason.allowed() {
-                    self.inspect(entry, reason, from_initiator, tcp, p.payload)
-                } else {
-                    reason
-                };
-            }
-            // A new connection on the 5-tuple of a closed one.
-            flows.remove(&p.key);
-        }
-        if (tcp && !bare_syn) || reply_only {
-            return Reason::NoFlow;
-        }
-        let (reason, app, valid_until) = self.decide(l, now, p.src, p.dst, p);
-        if !reason.allowed() && !monitor {
-            return reason;
-        }
-        let decision = CachedDecision { verdict: reason::encode(reason), generation: l.generation };
-        let entry = FlowEntry::new(now.0, p.protocol, p.sender, decision, valid_until);
-        entry.set_inspect_state(if reason.allowed() { app::to_u8(app) } else { INSPECTED });
-        let Ok(entry) = flows.insert(p.key, entry, now.0) else { return Reason::FlowTableFull };
-        entry.observe(now.0, p.sender, p.len, p.flags);
-        if reason.allowed() {
-            self.inspect(entry, reason, true, tcp, p.payload)
-        } else {
-            reason
-        }
-    }
-
-    /// The flow's cached reason, re-decided when the policy changed or an exception it
-    /// relied on expired. An application mismatch is final.
-    fn cached(&self, l: &Loaded, now: Timestamp, entry: &FlowEntry, p: &Packet<'_>) -> Reason {
-        let d = entry.decision();
-        let cached = reason::decode(d.verdict);
-        if (d.generation == l.generation && now.0 < entry.valid_until()) || cached == Reason::AppMismatch {
-            return cached;
-        }
-        let initiator = p.key.socket(entry.initiator());
-        let responder = p.key.socket(entry.initiator().other());
-        let (reason, _, valid_until) = self.decide(l, now, initiator, responder, p);
-        entry.set_decision(
-            CachedDecision { verdict: reason::encode(reason), generation: l.generation },
-            valid_until,
-        );
-        reason
-    }
-
-    /// Checks the first payload of a flow whose service declares an application.
-    fn inspect(
-        &self,
-        entry: &FlowEntry,
-        reason: Reason,
-        from_initiator: bool,
-        tcp: bool,
-        payload: &[u8],
-    ) -> Reason {
-        let state = entry.inspect_state();
-        if state == INSPECTED || payload.is_empty() {
-            return reason;
-        }
-        let app = app::from_u8(state);
-        entry.set_inspect_state(INSPECTED);
-        match app::check(app, from_initiator, tcp, payload) {
-            app::Check::Match => reason,
-            app::Check::Mismatch => {
-                let d = entry.decision();
-                entry.set_decision(
-                    CachedDecision { verdict: reason::encode(Reason::AppMismatch), generation: d.generation },
-                    u64::MAX,
-                );
-                Reason::AppMismatch
-            }
-        }
-    }
+    reason
 }

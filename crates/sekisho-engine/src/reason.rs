@@ -1,4 +1,5 @@
-//! Packing a [`Reason`] into the 32-bit verdict word a flow entry caches.
+//! Packing a [`Reason`] into the 32-bit verdict word a flow entry caches (beside the
+//! policy generation, in one atomic word).
 
 use sekisho_policy::{ExceptionId, PathId, Reason, RuleId};
 
@@ -36,6 +37,12 @@ pub fn decode(word: u32) -> Reason {
         14 => Reason::NonIp,
         15 => Reason::AppMismatch,
         16 => Reason::FlowTableFull,
+        17 => Reason::Vlan,
+        18 => Reason::BogonAddress,
+        19 => Reason::LinkScope,
+        20 => Reason::Misdirected,
+        21 => Reason::IcmpThirdParty,
+        22 => Reason::OutOfWindow,
         _ => Reason::Malformed,
     }
 }
@@ -64,7 +71,14 @@ mod tests {
             Reason::NonIp,
             Reason::AppMismatch,
             Reason::FlowTableFull,
+            Reason::Vlan,
+            Reason::BogonAddress,
+            Reason::LinkScope,
+            Reason::Misdirected,
+            Reason::IcmpThirdParty,
+            Reason::OutOfWindow,
         ];
+        assert_eq!(all.len(), Reason::CODES.len(), "every reason is listed here");
         for (i, r) in all.into_iter().enumerate() {
             assert_eq!(decode(encode(r)), r);
             assert_eq!(r.index(), i);

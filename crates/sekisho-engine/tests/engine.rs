@@ -14,16 +14,26 @@ const SZ_MAIL: &str = "198.18.40.10";
 const NET: &str = "203.0.113.7";
 
 /// A TCP handshake from `c` to `s` through one port: the client's frames arrive at `at`,
-/// the server's replies at the other interface of the same port.
-fn handshake(e: &Engine, c: (&str, u16), s: (&str, u16), at: Ingress, reason: &str) {
-    handshake_at(e, NOW, c, s, at, reason);
+/// the server's replies at the other interface of the same port. Returns the connection,
+/// ready for its next segments.
+fn handshake(e: &Engine, c: (&str, u16), s: (&str, u16), at: Ingress, reason: &str) -> TcpConn {
+    handshake_at(e, NOW, c, s, at, reason)
 }
 
-fn handshake_at(e: &Engine, now: Timestamp, c: (&str, u16), s: (&str, u16), at: Ingress, reason: &str) {
+fn handshake_at(
+    e: &Engine,
+    now: Timestamp,
+    c: (&str, u16),
+    s: (&str, u16),
+    at: Ingress,
+    reason: &str,
+) -> TcpConn {
     let back = Ingress { side: at.side.other(), ..at };
-    expect(e, now, at, &tcp(c.0, c.1, s.0, s.1, SYN, b""), Forward, reason);
-    expect(e, now, back, &tcp(s.0, s.1, c.0, c.1, SYN | ACK, b""), Forward, reason);
-    expect(e, now, at, &tcp(c.0, c.1, s.0, s.1, ACK, b""), Forward, reason);
+    let mut conn = TcpConn::new(c, s);
+    expect(e, now, at, &conn.syn(), Forward, reason);
+    expect(e, now, back, &conn.syn_ack(), Forward, reason);
+    expect(e, now, at, &conn.client(ACK, b""), Forward, reason);
+    conn
 }
 
 #[test]
@@ -45,15 +55,9 @@ fn mail_path_both_legs_and_no_reverse() {
     let e = engine();
     // The internet host's frames enter the internet port on its inside, and the
     // sanitization port on its outside: both judge them the same way.
-    handshake(&e, (NET, 41000), (SZ_MAIL, 25), inside("internet"), "allow:path:mail-textify/1");
-    expect(
-        &e,
-        NOW,
-        outside("internet"),
-        &tcp(SZ_MAIL, 25, NET, 41000, ACK | PSH, b"220 relay ESMTP\r\n"),
-        Forward,
-        "allow:path:mail-textify/1",
-    );
+    let mut c = handshake(&e, (NET, 41000), (SZ_MAIL, 25), inside("internet"), "allow:path:mail-textify/1");
+    let banner = c.server(ACK | PSH, b"220 relay ESMTP\r\n");
+    expect(&e, NOW, outside("internet"), &banner, Forward, "allow:path:mail-textify/1");
     handshake(&e, (NET, 41000), (SZ_MAIL, 25), outside("sanitization"), "allow:path:mail-textify/1");
     // Leg 2: the relay delivers to the LGWAN mail host.
     handshake(
@@ -110,15 +114,9 @@ fn lgwan_and_internet_never_talk_directly() {
 fn screen_transfer_alpha_model() {
     let e = engine();
     let rdp = [0x03, 0x00, 0x00, 0x13, 0x0e, 0xe0];
-    handshake(&e, (LG, 50000), ("203.0.113.50", 3389), inside("lgwan"), "allow:path:screen-transfer/1");
-    expect(
-        &e,
-        NOW,
-        inside("lgwan"),
-        &tcp(LG, 50000, "203.0.113.50", 3389, ACK | PSH, &rdp),
-        Forward,
-        "allow:path:screen-transfer/1",
-    );
+    let mut c =
+        handshake(&e, (LG, 50000), ("203.0.113.50", 3389), inside("lgwan"), "allow:path:screen-transfer/1");
+    expect(&e, NOW, inside("lgwan"), &c.client(ACK | PSH, &rdp), Forward, "allow:path:screen-transfer/1");
     // The VDI host cannot open a connection back.
     expect(
         &e,
@@ -193,12 +191,12 @@ fn an_expired_exception_cuts_its_open_flow() {
     let before = Timestamp(EXPIRY.0 - 10 * SEC);
     let c = ("198.18.10.5", 40000);
     let s = ("198.18.20.30", 22);
-    handshake_at(&e, before, c, s, inside("mynumber"), "allow:exception:juki-batch");
+    let mut conn = handshake_at(&e, before, c, s, inside("mynumber"), "allow:exception:juki-batch");
     expect(
         &e,
         EXPIRY,
         inside("mynumber"),
-        &tcp(c.0, c.1, s.0, s.1, ACK, b"SSH-2.0-x\r\n"),
+        &conn.client(ACK, b"SSH-2.0-x\r\n"),
         Drop,
         "deny:mynumber-isolation",
     );
@@ -236,17 +234,24 @@ fn tcp_must_start_with_a_syn_and_bad_flags_never_pass() {
         expect(&e, NOW, inside("lgwan"), &tcp(LG, 1, "198.18.20.9", 22, bad, b""), Drop, "deny:malformed");
     }
     // Bad flags on an established flow are dropped too, without ending the flow.
-    handshake(&e, (LG, 2), ("198.18.20.9", 22), inside("lgwan"), "allow:intra-zone");
-    expect(&e, NOW, inside("lgwan"), &tcp(LG, 2, "198.18.20.9", 22, SYN | FIN, b""), Drop, "deny:malformed");
-    expect(&e, NOW, inside("lgwan"), &tcp(LG, 2, "198.18.20.9", 22, ACK, b""), Forward, "allow:intra-zone");
+    let mut c = handshake(&e, (LG, 2), ("198.18.20.9", 22), inside("lgwan"), "allow:intra-zone");
+    expect(
+        &e,
+        NOW,
+        inside("lgwan"),
+        &c.client_at(SYN | FIN, c.client_next(), 0, b""),
+        Drop,
+        "deny:malformed",
+    );
+    expect(&e, NOW, inside("lgwan"), &c.client(ACK, b""), Forward, "allow:intra-zone");
 }
 
 #[test]
 fn a_closed_connection_can_be_reopened_with_a_new_syn() {
     let e = engine();
     let (c, s) = ((LG, 2), ("198.18.20.9", 22));
-    handshake(&e, c, s, inside("lgwan"), "allow:intra-zone");
-    expect(&e, NOW, inside("lgwan"), &tcp(c.0, c.1, s.0, s.1, RST, b""), Forward, "allow:intra-zone");
+    let mut conn = handshake(&e, c, s, inside("lgwan"), "allow:intra-zone");
+    expect(&e, NOW, inside("lgwan"), &conn.client(RST, b""), Forward, "allow:intra-zone");
     handshake(&e, c, s, inside("lgwan"), "allow:intra-zone");
 }
 
@@ -290,14 +295,14 @@ fn neighbour_discovery_and_dhcp_stay_on_the_link() {
         Forward,
         "allow:link",
     );
-    // Not with a routed hop limit.
+    // Not with a routed hop limit: then its link-local address is all that is left.
     expect(
         &e,
         NOW,
         inside("lgwan"),
         &icmp("fe80::5", "ff02::1", 133, 0, [0; 4], &[], 64),
         Drop,
-        "deny:spoofed-source",
+        "deny:link-scope",
     );
     // DHCP discover from 0.0.0.0 to broadcast.
     expect(
@@ -410,24 +415,17 @@ fn a_service_that_names_the_tunnel_lets_it_cross() {
 #[test]
 fn the_first_payload_must_be_the_declared_application() {
     let e = engine();
-    handshake(&e, (NET, 41000), (SZ_MAIL, 25), inside("internet"), "allow:path:mail-textify/1");
+    let mut c = handshake(&e, (NET, 41000), (SZ_MAIL, 25), inside("internet"), "allow:path:mail-textify/1");
     expect(
         &e,
         NOW,
         inside("internet"),
-        &tcp(NET, 41000, SZ_MAIL, 25, ACK | PSH, b"GET / HTTP/1.1\r\n"),
+        &c.client(ACK | PSH, b"GET / HTTP/1.1\r\n"),
         Drop,
         "deny:app-mismatch",
     );
     // The flow stays cut.
-    expect(
-        &e,
-        NOW,
-        outside("internet"),
-        &tcp(SZ_MAIL, 25, NET, 41000, ACK, b"220 hi\r\n"),
-        Drop,
-        "deny:app-mismatch",
-    );
+    expect(&e, NOW, outside("internet"), &c.server(ACK, b"220 hi\r\n"), Drop, "deny:app-mismatch");
     // DNS over the DNS rule must look like DNS.
     let query = [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'w', b'w', 0, 0, 1, 0, 1];
     expect(
@@ -506,10 +504,10 @@ fn icmp_echo_and_related_errors() {
 #[test]
 fn a_full_table_refuses_new_flows_but_keeps_established_ones() {
     let e = Engine::new(policy(&POLICY.replace("capacity = 1000", "capacity = 2")));
-    handshake(&e, (LG, 1), ("198.18.20.9", 22), inside("lgwan"), "allow:intra-zone");
+    let mut first = handshake(&e, (LG, 1), ("198.18.20.9", 22), inside("lgwan"), "allow:intra-zone");
     handshake(&e, (LG, 2), ("198.18.20.9", 22), inside("lgwan"), "allow:intra-zone");
     expect(&e, NOW, inside("lgwan"), &tcp(LG, 3, "198.18.20.9", 22, SYN, b""), Drop, "deny:flow-table-full");
-    expect(&e, NOW, inside("lgwan"), &tcp(LG, 1, "198.18.20.9", 22, ACK, b"x"), Forward, "allow:intra-zone");
+    expect(&e, NOW, inside("lgwan"), &first.client(ACK, b"x"), Forward, "allow:intra-zone");
     assert_eq!(e.flow_stats().refused, 1);
 }
 
@@ -556,19 +554,12 @@ fn a_reload_re_decides_existing_flows() {
     let e = engine();
     let mgmt = ("198.18.50.1", 40000);
     let sz = ("198.18.40.7", 22);
-    handshake(&e, mgmt, sz, inside("management"), "allow:rule:mgmt-any");
+    let mut conn = handshake(&e, mgmt, sz, inside("management"), "allow:rule:mgmt-any");
     let without_rule = POLICY.replace("[[rule]]\nname = \"mgmt-any\"\nfrom = \"zone:management\"\nto = \"zone:sanitization\"\nservice = \"anything\"\n", "");
     assert_ne!(without_rule, POLICY);
     let generation = e.reload(policy(&without_rule)).unwrap();
     assert_eq!(generation, 2);
-    expect(
-        &e,
-        NOW,
-        inside("management"),
-        &tcp(mgmt.0, mgmt.1, sz.0, sz.1, ACK, b"SSH-2.0-x\r\n"),
-        Drop,
-        "deny:no-rule",
-    );
+    expect(&e, NOW, inside("management"), &conn.client(ACK, b"SSH-2.0-x\r\n"), Drop, "deny:no-rule");
     // Ports cannot change without a restart.
     let renamed = POLICY.replace("inside = \"lg-in\"", "inside = \"lg-in2\"");
     assert!(e.reload(policy(&renamed)).is_err());
@@ -576,15 +567,20 @@ fn a_reload_re_decides_existing_flows() {
 
 #[test]
 fn vlan_tags_are_part_of_the_flow() {
-    let e = engine();
-    let syn = tcp(LG, 1, "198.18.20.9", 22, SYN, b"");
-    expect(&e, NOW, inside("lgwan"), &vlan(&syn, 0x8100, 20), Forward, "allow:intra-zone");
+    let text = POLICY.replace("outside = \"lg-out\"\n", "outside = \"lg-out\"\nvlans = [20, 21]\n");
+    let e = Engine::new(policy(&text));
+    let c = TcpConn::new((LG, 1), ("198.18.20.9", 22));
+    expect(&e, NOW, inside("lgwan"), &vlan(&c.syn(), 0x8100, 20), Forward, "allow:intra-zone");
     // The reply on another VLAN is not the same flow.
-    let synack = tcp("198.18.20.9", 22, LG, 1, SYN | ACK, b"");
-    expect(&e, NOW, outside("lgwan"), &vlan(&synack, 0x8100, 21), Drop, "deny:no-flow");
-    expect(&e, NOW, outside("lgwan"), &vlan(&synack, 0x8100, 20), Forward, "allow:intra-zone");
-    let qinq = vlan(&vlan(&syn, 0x8100, 20), 0x88a8, 100);
-    expect(&e, NOW, inside("lgwan"), &qinq, Forward, "allow:intra-zone");
+    expect(&e, NOW, outside("lgwan"), &vlan(&c.syn_ack(), 0x8100, 21), Drop, "deny:no-flow");
+    expect(&e, NOW, outside("lgwan"), &vlan(&c.syn_ack(), 0x8100, 20), Forward, "allow:intra-zone");
+    // Tags the port does not list, and two tags, never cross.
+    expect(&e, NOW, inside("lgwan"), &vlan(&c.syn(), 0x8100, 22), Drop, "deny:vlan");
+    let qinq = vlan(&vlan(&c.syn(), 0x8100, 20), 0x88a8, 100);
+    expect(&e, NOW, inside("lgwan"), &qinq, Drop, "deny:vlan");
+    // Untagged frames still pass (untagged defaults to true); other ports take no tags.
+    expect(&e, NOW, inside("lgwan"), &c.syn(), Forward, "allow:intra-zone");
+    expect(&e, NOW, inside("internet"), &vlan(&tcp(NET, 1, NET, 2, SYN, b""), 0x8100, 20), Drop, "deny:vlan");
 }
 
 #[test]
@@ -599,9 +595,9 @@ fn idle_flows_expire() {
         Forward,
         "allow:rule:lgwan-dns",
     );
-    assert_eq!(e.flow_stats().flows, 1);
-    assert_eq!(e.sweep(Timestamp(NOW.0 + 61 * SEC)), 1);
-    assert_eq!(e.flow_stats().flows, 0);
+    assert_eq!(e.flow_stats().entries, 1);
+    assert_eq!(e.sweep(NOW.0 + 61 * SEC), 1);
+    assert_eq!(e.flow_stats().entries, 0);
 }
 
 #[test]
@@ -628,6 +624,10 @@ fn an_icmp_error_about_an_echo_request_is_related() {
         "allow:rule:mgmt-any",
     );
     let request = ip_packet(&ping("198.18.50.1", "198.18.40.7", 9, false)).to_vec();
-    let exceeded = icmp("198.18.40.1", "198.18.50.1", 11, 0, [0; 4], &request[..28], 64);
+    // From the management segment's own router: related.
+    let exceeded = icmp("198.18.50.254", "198.18.50.1", 11, 0, [0; 4], &request[..28], 64);
     expect(&e, NOW, outside("management"), &exceeded, Forward, "allow:related");
+    // From a router elsewhere: a third party, whatever it quotes.
+    let exceeded = icmp("198.18.40.1", "198.18.50.1", 11, 0, [0; 4], &request[..28], 64);
+    expect(&e, NOW, outside("management"), &exceeded, Drop, "deny:icmp-third-party");
 }

@@ -7,7 +7,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use common::*;
-use sekisho_engine::Action;
+use sekisho_engine::{Action, Now};
+use sekisho_policy::Timestamp;
 use sekisho_testkit::flags::*;
 use sekisho_testkit::*;
 
@@ -52,35 +53,58 @@ fn allocations_during(f: impl FnOnce()) -> u64 {
 }
 
 #[test]
-fn established_flows_and_drops_allocate_nothing() {
+fn established_flows_related_packets_and_drops_allocate_nothing() {
     let e = engine();
-    let (c, s) = (("203.0.113.7", 41000), ("198.18.40.10", 25));
     let at = inside("internet");
     let back = outside("internet");
-    let frames = [
-        (at, tcp(c.0, c.1, s.0, s.1, SYN, b"")),
-        (back, tcp(s.0, s.1, c.0, c.1, SYN | ACK, b"")),
-        (at, tcp(c.0, c.1, s.0, s.1, ACK, b"")),
-        (back, tcp(s.0, s.1, c.0, c.1, ACK | PSH, b"220 relay ESMTP\r\n")),
+    let mut c = TcpConn::new(("203.0.113.7", 41000), ("198.18.40.10", 25));
+    let t = |i: u64| Now::at(Timestamp(NOW.0 + i));
+    let handshake = [
+        (at, c.syn()),
+        (back, c.syn_ack()),
+        (at, c.client(ACK, b"")),
+        (back, c.server(ACK | PSH, b"220 relay ESMTP\r\n")),
     ];
-    for (ingress, f) in &frames {
-        assert_eq!(e.process(NOW, *ingress, f).action, Action::Forward);
+    for (ingress, f) in &handshake {
+        assert_eq!(e.process(t(0), *ingress, f).action, Action::Forward);
     }
-    let data_out = tcp(c.0, c.1, s.0, s.1, ACK | PSH, &[b'x'; 1400]);
-    let data_back = tcp(s.0, s.1, c.0, c.1, ACK, b"");
+    let data_out = c.client(ACK | PSH, &[b'x'; 1400]);
+    let data_back = c.server(ACK, b"");
+    // A DNS query in two fragments, and a port-unreachable error about it from the
+    // server itself.
+    let (l, d) = ("198.18.20.5".parse().unwrap(), "198.18.40.53".parse().unwrap());
+    let dns = udp_datagram(5353, 53, &[0u8; 64]);
+    let first = eth(
+        0x0800,
+        &ipv4(l, d, 17, V4Opts { id: 77, more_fragments: true, ..V4Opts::default() }, &dns[..40]),
+    );
+    let later =
+        eth(0x0800, &ipv4(l, d, 17, V4Opts { id: 77, frag_offset: 5, ..V4Opts::default() }, &dns[40..]));
+    assert_eq!(e.process(t(0), inside("lgwan"), &first).action, Action::Forward);
+    let quoted = ipv4(l, d, 17, V4Opts { id: 77, more_fragments: true, ..V4Opts::default() }, &dns[..40]);
+    let unreachable = icmp("198.18.40.53", "198.18.20.5", 3, 3, [0; 4], &quoted[..28], 64);
     let denied = tcp("198.18.20.5", 1, "203.0.113.9", 443, SYN, b"");
     let mid_stream = tcp("198.18.20.5", 2, "198.18.20.6", 443, ACK, b"");
+    let third_party = icmp("198.18.40.99", "198.18.20.5", 3, 3, [0; 4], &quoted[..28], 64);
+    let mapped = udp("::ffff:198.18.10.5", 1, "::ffff:198.18.10.1", 2, b"x");
+    let tagged = vlan(&denied, 0x8100, 7);
+    let nd = icmp("fe80::5", "ff02::1:ff00:1", 135, 0, [0; 4], &[0; 16], 255);
     // Warm up thread-local state in the map's reclamation and the policy's swap.
     for _ in 0..1000 {
-        e.process(NOW, at, &data_out);
+        e.process(t(0), at, &data_out);
     }
     let n = allocations_during(|| {
         for i in 0..20_000u64 {
-            let now = sekisho_policy::Timestamp(NOW.0 + i);
+            let now = t(i);
             assert_eq!(e.process(now, at, &data_out).action, Action::Forward);
             assert_eq!(e.process(now, back, &data_back).action, Action::Forward);
-            assert_eq!(e.process(now, inside("lgwan"), &denied).action, Action::Drop);
-            assert_eq!(e.process(now, inside("lgwan"), &mid_stream).action, Action::Drop);
+            assert_eq!(e.process(now, inside("lgwan"), &later).action, Action::Forward);
+            assert_eq!(e.process(now, outside("lgwan"), &unreachable).action, Action::Forward);
+            assert_eq!(e.process(now, inside("lgwan"), &nd).action, Action::Forward);
+            for drop in [&denied, &mid_stream, &tagged, &mapped] {
+                assert_eq!(e.process(now, inside("lgwan"), drop).action, Action::Drop);
+            }
+            assert_eq!(e.process(now, outside("lgwan"), &third_party).action, Action::Drop);
         }
     });
     assert_eq!(n, 0, "allocations on the per-packet path");

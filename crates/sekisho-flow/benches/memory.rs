@@ -4,7 +4,8 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use sekisho_flow::{tcp_flags, CachedDecision, FlowEntry, FlowKey, FlowTable, Socket, Timeouts};
+use sekisho_flow::tcp::Segment;
+use sekisho_flow::{tcp_flags::*, CachedDecision, FlowEntry, FlowKey, FlowTable, NewFlow, Socket, Timeouts};
 
 const FLOWS: usize = 1_000_000;
 
@@ -19,7 +20,8 @@ fn main() {
         return;
     }
     let before = resident_bytes();
-    let t = FlowTable::new(FLOWS, Timeouts::default());
+    // Eight origins (four ports), as in the lab; every flow charged to one of them.
+    let t = FlowTable::new(FLOWS, 8, Timeouts::default());
     let p = t.pin();
     for n in 0..FLOWS as u32 {
         // IPv6 keys: the largest address family, so this is the worst case.
@@ -29,14 +31,25 @@ fn main() {
         };
         let b = Socket { addr: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x40, 0, 0, 0, 0, 10)), port: 443 };
         let (k, sender) = FlowKey::new(2, 0, 6, a, b);
-        let d = CachedDecision { verdict: 1, generation: 1 };
-        let e = p.insert(k, FlowEntry::new(0, 6, sender, d, u64::MAX), 0).expect("room for every flow");
-        e.observe(0, sender.other(), 60, tcp_flags::SYN | tcp_flags::ACK);
-        e.observe(0, sender, 52, tcp_flags::ACK);
+        let decision = CachedDecision { verdict: 1, generation: 1 };
+        let seg = |flags, seq, ack| Segment { flags, seq, ack, window: 65535, wscale: None, len: 0 };
+        let syn = seg(SYN, 1000, 0);
+        let f = NewFlow {
+            protocol: 6,
+            initiator: sender,
+            origin: (n % 8) as u16,
+            class: 0,
+            decision,
+            syn: Some(&syn),
+        };
+        let e = p.insert(k, FlowEntry::new(0, f), 0).expect("room for every flow");
+        e.observe(0, false, 60, Some(&seg(SYN | ACK, 5000, 1001)));
+        e.observe(0, true, 52, Some(&seg(ACK, 1001, 5001)));
+        assert_eq!(e.state(), sekisho_flow::FlowState::Established);
     }
     drop(p);
     let after = resident_bytes();
-    assert_eq!(t.stats().flows, FLOWS);
+    assert_eq!(t.stats().entries, FLOWS);
     let per_flow = (after - before) as f64 / FLOWS as f64;
     println!(
         "flow_table/bytes_per_flow: {per_flow:.1} bytes ({} flows, {:.1} MiB resident)",

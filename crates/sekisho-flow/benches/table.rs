@@ -5,24 +5,26 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sekisho_flow::{CachedDecision, Endpoint, FlowEntry, FlowKey, FlowTable, Socket, Timeouts};
+use sekisho_flow::{CachedDecision, Endpoint, FlowEntry, FlowKey, FlowTable, NewFlow, Socket, Timeouts};
 
 const FLOWS: u32 = 100_000;
 
 fn key(n: u32) -> FlowKey {
     let a = Socket { addr: IpAddr::V4(Ipv4Addr::from(0xCB00_7100 + (n >> 16))), port: n as u16 };
     let b = Socket { addr: IpAddr::V4(Ipv4Addr::new(198, 18, 40, 10)), port: 25 };
-    FlowKey::new(2, 0, 6, a, b).0
+    FlowKey::new(2, 0, 17, a, b).0
 }
 
 fn filled() -> (FlowTable, Vec<FlowKey>) {
-    let t = FlowTable::new(FLOWS as usize * 2, Timeouts::default());
+    let t = FlowTable::new(FLOWS as usize * 2, 1, Timeouts::default());
     let keys: Vec<FlowKey> = (0..FLOWS).map(key).collect();
     {
         let p = t.pin();
         for k in &keys {
-            let d = CachedDecision { verdict: 1, generation: 1 };
-            p.insert(*k, FlowEntry::new(0, 6, Endpoint::Lo, d, u64::MAX), 0).expect("room");
+            let decision = CachedDecision { verdict: 1, generation: 1 };
+            let f =
+                NewFlow { protocol: 17, initiator: Endpoint::Lo, origin: 0, class: 0, decision, syn: None };
+            p.insert(*k, FlowEntry::new(0, f), 0).expect("room");
         }
     }
     (t, keys)
@@ -36,7 +38,7 @@ fn lookups(t: &FlowTable, keys: &[FlowKey], n: u64, offset: usize) {
     for _ in 0..n {
         i = (i + 7919) % keys.len();
         let e = p.get(&keys[i], 1).expect("present");
-        e.observe(1, Endpoint::Lo, 100, 0x10);
+        e.observe(1, true, 100, None);
     }
 }
 

@@ -1,13 +1,16 @@
-//! One flow's state: atomics only, so that the per-packet path updates it with relaxed
-//! stores and no lock.
+//! One connection's state: atomics only, so that the per-packet path updates it with
+//! relaxed stores and no lock.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use crate::key::Endpoint;
+use crate::map::Slot;
+use crate::tcp::{Segment, Step, Tracker};
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
-/// Idle timeouts per protocol and TCP state, in nanoseconds (the `[flow]` section).
+/// Idle timeouts per protocol and TCP state, in nanoseconds of the monotonic clock (the
+/// `[flow]` section).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     /// A TCP flow that has not completed its handshake.
@@ -37,7 +40,7 @@ impl Timeouts {
 }
 
 impl Default for Timeouts {
-    /// The defaults of DESIGN.md section 2.
+    /// The defaults of the `[flow]` section.
     fn default() -> Self {
         Timeouts::from_secs(30, 3600, 30, 60, 10)
     }
@@ -53,13 +56,13 @@ pub enum FlowState {
     Replied = 1,
     /// TCP; the initiator's SYN has been seen.
     SynSent = 2,
-    /// TCP; the responder's SYN+ACK has been seen.
+    /// TCP; the responder's SYN+ACK (acknowledging the SYN) has been seen.
     SynReceived = 3,
-    /// TCP; the handshake completed.
+    /// TCP; the handshake completed with the exact acknowledgements.
     Established = 4,
-    /// TCP; a FIN has been seen.
+    /// TCP; one end has sent FIN.
     Closing = 5,
-    /// TCP; a RST has been seen, or both FINs.
+    /// TCP; an exact RST has been seen, or both ends' FINs.
     Closed = 6,
 }
 
@@ -77,11 +80,17 @@ impl FlowState {
         }
     }
 
-    /// True while the flow has not been answered: these are evicted first when the table
-    /// is full.
+    /// True while the flow has not been answered.
     #[inline]
     pub fn is_embryonic(self) -> bool {
         matches!(self, FlowState::Unreplied | FlowState::SynSent | FlowState::SynReceived)
+    }
+
+    /// True when the flow may be evicted to make room: not answered yet, closing, or
+    /// closed. Established TCP and replied flows never are.
+    #[inline]
+    pub fn is_evictable(self) -> bool {
+        !matches!(self, FlowState::Replied | FlowState::Established)
     }
 
     /// The short name used in listings.
@@ -114,8 +123,8 @@ const IPPROTO_TCP: u8 = 6;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
 
-/// The decision cached on a flow: an opaque verdict word chosen by the engine, the policy
-/// generation that produced it, and the time at which it must be re-decided.
+/// The decision cached on a flow: an opaque verdict word chosen by the engine and the
+/// policy generation that produced it. Both live in one atomic word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CachedDecision {
     /// The engine's encoding of the verdict.
@@ -124,19 +133,52 @@ pub struct CachedDecision {
     pub generation: u32,
 }
 
+/// What [`FlowEntry::observe`] made of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observed {
+    /// Accounted; `now_evictable` when this packet made the flow closing or closed (the
+    /// caller offers it for eviction then).
+    Accepted {
+        /// The flow just became evictable.
+        now_evictable: bool,
+    },
+    /// A TCP segment outside the tracked window: nothing was changed.
+    OutOfWindow,
+}
+
+/// What a new flow starts with (see [`FlowEntry::new`]).
+#[derive(Clone, Copy, Debug)]
+pub struct NewFlow<'s> {
+    /// IP protocol number.
+    pub protocol: u8,
+    /// The endpoint that opened the flow.
+    pub initiator: Endpoint,
+    /// Where the initiator's packets arrive — the engine uses `2 × port + side` — and the
+    /// table bucket the flow is charged to.
+    pub origin: u16,
+    /// An immutable byte the engine classifies the flow by (the tunnel it carries).
+    pub class: u8,
+    /// The first decision.
+    pub decision: CachedDecision,
+    /// For TCP, the initiator's SYN.
+    pub syn: Option<&'s Segment>,
+}
+
 /// One flow. Every mutable field is an atomic: lookups share the entry between threads.
 #[derive(Debug)]
 pub struct FlowEntry {
     initiator: Endpoint,
     protocol: u8,
+    class: u8,
+    origin: u16,
     state: AtomicU8,
     inspect: AtomicU8,
     decision: AtomicU64,
-    valid_until: AtomicU64,
     created: u64,
     last_seen: AtomicU64,
     packets: AtomicU64,
     bytes: AtomicU64,
+    tcp: Option<Tracker>,
 }
 
 /// Counters and state of a flow, read out for listings and reports.
@@ -144,13 +186,15 @@ pub struct FlowEntry {
 pub struct FlowSnapshot {
     /// Who opened the flow.
     pub initiator: Endpoint,
+    /// Where the initiator's packets arrive (see [`FlowEntry::origin`]).
+    pub origin: u16,
     /// The lifecycle state.
     pub state: FlowState,
     /// The cached decision.
     pub decision: CachedDecision,
-    /// When the flow was created (caller's clock, ns).
+    /// When the flow was created (monotonic clock, ns).
     pub created: u64,
-    /// When the last packet was seen (ns).
+    /// When the last accepted packet was seen (monotonic clock, ns).
     pub last_seen: u64,
     /// Packets in both directions.
     pub packets: u64,
@@ -159,35 +203,43 @@ pub struct FlowSnapshot {
 }
 
 impl FlowEntry {
-    /// A new flow opened by `initiator` at `now` with the engine's `decision`. TCP flows
-    /// start in [`FlowState::SynSent`], others in [`FlowState::Unreplied`].
-    /// `valid_until` is the time at which the decision must be re-made (`u64::MAX`: never).
-    pub fn new(
-        now: u64,
-        protocol: u8,
-        initiator: Endpoint,
-        decision: CachedDecision,
-        valid_until: u64,
-    ) -> Self {
-        let state = if protocol == IPPROTO_TCP { FlowState::SynSent } else { FlowState::Unreplied };
+    /// A new flow at `now` (monotonic clock). TCP flows start in
+    /// [`FlowState::SynSent`] with the initiator's SYN tracked; others in
+    /// [`FlowState::Unreplied`].
+    pub fn new(now: u64, f: NewFlow<'_>) -> Self {
+        let tcp = f.protocol == IPPROTO_TCP;
         FlowEntry {
-            initiator,
-            protocol,
-            state: AtomicU8::new(state as u8),
+            initiator: f.initiator,
+            protocol: f.protocol,
+            class: f.class,
+            origin: f.origin,
+            state: AtomicU8::new(if tcp { FlowState::SynSent } else { FlowState::Unreplied } as u8),
             inspect: AtomicU8::new(0),
-            decision: AtomicU64::new(pack(decision)),
-            valid_until: AtomicU64::new(valid_until),
+            decision: AtomicU64::new(pack(f.decision)),
             created: now,
             last_seen: AtomicU64::new(now),
             packets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            tcp: tcp.then(|| Tracker::new(&f.syn.copied().unwrap_or_default())),
         }
+    }
+
+    /// The engine's classification byte, fixed at creation.
+    #[inline]
+    pub fn class(&self) -> u8 {
+        self.class
     }
 
     /// The endpoint that opened the flow.
     #[inline]
     pub fn initiator(&self) -> Endpoint {
         self.initiator
+    }
+
+    /// Where the initiator's packets arrive (the engine's `2 × port + side`).
+    #[inline]
+    pub fn origin(&self) -> u16 {
+        self.origin
     }
 
     /// The current lifecycle state.
@@ -202,16 +254,18 @@ impl FlowEntry {
         unpack(self.decision.load(Relaxed))
     }
 
-    /// The time at which the cached decision must be re-made.
-    #[inline]
-    pub fn valid_until(&self) -> u64 {
-        self.valid_until.load(Relaxed)
-    }
-
-    /// Replaces the cached decision (after a policy reload or an expiry).
-    pub fn set_decision(&self, decision: CachedDecision, valid_until: u64) {
-        self.decision.store(pack(decision), Relaxed);
-        self.valid_until.store(valid_until, Relaxed);
+    /// Caches `d` unless the flow already holds a decision of a later generation (one
+    /// compare-and-swap on the single decision word: concurrent re-decisions cannot leave
+    /// an older verdict in place of a newer one). Returns the decision in force after.
+    pub fn update_decision(&self, d: CachedDecision) -> CachedDecision {
+        let new = pack(d);
+        match self
+            .decision
+            .fetch_update(Relaxed, Relaxed, |cur| (unpack(cur).generation <= d.generation).then_some(new))
+        {
+            Ok(_) => d,
+            Err(cur) => unpack(cur),
+        }
     }
 
     /// A small state word the engine uses for application-protocol inspection.
@@ -225,27 +279,37 @@ impl FlowEntry {
         self.inspect.store(v, Relaxed);
     }
 
-    /// Accounts one packet of `len` bytes sent by `from` at `now`, and advances the state
-    /// machine with the packet's TCP flags (ignored for other protocols).
+    /// The TCP sequence tracker (TCP flows only).
+    pub fn tcp(&self) -> Option<&Tracker> {
+        self.tcp.as_ref()
+    }
+
+    /// Accounts one packet of `len` bytes at `now`, sent by the initiator
+    /// (`from_initiator`) or the responder. For TCP, `seg` is checked against the
+    /// tracked windows first: a segment outside them changes nothing, not even the idle
+    /// timer.
     #[inline]
-    pub fn observe(&self, now: u64, from: Endpoint, len: usize, tcp_flags: u16) {
+    pub fn observe(&self, now: u64, from_initiator: bool, len: usize, seg: Option<&Segment>) -> Observed {
+        let current = self.state();
+        let next = match (&self.tcp, seg) {
+            (Some(t), Some(seg)) => match t.step(current, from_initiator, seg) {
+                Step::Accept(next) => next,
+                Step::OutOfWindow => return Observed::OutOfWindow,
+            },
+            (Some(_), None) => return Observed::OutOfWindow,
+            (None, _) if !from_initiator && current == FlowState::Unreplied => FlowState::Replied,
+            (None, _) => current,
+        };
         self.last_seen.store(now, Relaxed);
         self.packets.fetch_add(1, Relaxed);
         self.bytes.fetch_add(len as u64, Relaxed);
-        let from_initiator = from == self.initiator;
-        let current = self.state.load(Relaxed);
-        let next = if self.protocol == IPPROTO_TCP {
-            tcp_next(FlowState::from_u8(current), from_initiator, tcp_flags)
-        } else if !from_initiator && current == FlowState::Unreplied as u8 {
-            FlowState::Replied
-        } else {
-            return;
-        };
-        if next as u8 != current {
-            // A lost race means another packet advanced the state first; either result is
-            // a state the flow really passed through, so the loser does not retry.
-            let _ = self.state.compare_exchange(current, next as u8, Relaxed, Relaxed);
+        if next == current {
+            return Observed::Accepted { now_evictable: false };
         }
+        // A lost race means another packet moved the state first; both results are states
+        // the flow really passed through, so the loser does not retry.
+        let won = self.state.compare_exchange(current as u8, next as u8, Relaxed, Relaxed).is_ok();
+        Observed::Accepted { now_evictable: won && next.is_evictable() && !current.is_evictable() }
     }
 
     /// True when the flow has been idle longer than its state allows at `now`.
@@ -272,6 +336,7 @@ impl FlowEntry {
     pub fn snapshot(&self) -> FlowSnapshot {
         FlowSnapshot {
             initiator: self.initiator,
+            origin: self.origin,
             state: self.state(),
             decision: self.decision(),
             created: self.created,
@@ -279,6 +344,22 @@ impl FlowEntry {
             packets: self.packets.load(Relaxed),
             bytes: self.bytes.load(Relaxed),
         }
+    }
+}
+
+impl Slot for FlowEntry {
+    type Ctx = Timeouts;
+
+    fn bucket(&self) -> usize {
+        usize::from(self.origin)
+    }
+
+    fn is_expired(&self, now: u64, t: &Timeouts) -> bool {
+        FlowEntry::is_expired(self, now, t)
+    }
+
+    fn is_evictable(&self, _now: u64, _: &Timeouts) -> bool {
+        self.state().is_evictable()
     }
 }
 
@@ -292,26 +373,6 @@ fn unpack(v: u64) -> CachedDecision {
     CachedDecision { verdict: v as u32, generation: (v >> 32) as u32 }
 }
 
-/// The TCP state after a packet with `flags`; invalid flag combinations are refused by the
-/// engine before they get here.
-#[inline]
-fn tcp_next(state: FlowState, from_initiator: bool, flags: u16) -> FlowState {
-    use tcp_flags::*;
-    if flags & RST != 0 {
-        return FlowState::Closed;
-    }
-    if flags & FIN != 0 {
-        return if state == FlowState::Closing { FlowState::Closed } else { FlowState::Closing };
-    }
-    let syn = flags & SYN != 0;
-    let ack = flags & ACK != 0;
-    match state {
-        FlowState::SynSent if !from_initiator && syn && ack => FlowState::SynReceived,
-        FlowState::SynReceived if from_initiator && ack && !syn => FlowState::Established,
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::tcp_flags::*;
@@ -319,65 +380,95 @@ mod tests {
 
     const D: CachedDecision = CachedDecision { verdict: 7, generation: 3 };
 
+    fn seg(flags: u16, seq: u32, ack: u32) -> Segment {
+        Segment { flags, seq, ack, window: 1000, wscale: None, len: 0 }
+    }
+
+    fn flow(now: u64, protocol: u8, initiator: Endpoint, origin: u16, syn: Option<&Segment>) -> FlowEntry {
+        FlowEntry::new(now, NewFlow { protocol, initiator, origin, class: 0, decision: D, syn })
+    }
+
+    fn tcp_flow(now: u64) -> FlowEntry {
+        flow(now, 6, Endpoint::Lo, 0, Some(&seg(SYN, 100, 0)))
+    }
+
+    fn establish(e: &FlowEntry, now: u64) {
+        assert_eq!(
+            e.observe(now, false, 60, Some(&seg(SYN | ACK, 500, 101))),
+            Observed::Accepted { now_evictable: false }
+        );
+        e.observe(now, true, 52, Some(&seg(ACK, 101, 501)));
+    }
+
     #[test]
     fn tcp_handshake_and_teardown() {
-        let e = FlowEntry::new(0, 6, Endpoint::Lo, D, u64::MAX);
+        let e = tcp_flow(0);
         assert_eq!(e.state(), FlowState::SynSent);
-        assert!(e.state().is_embryonic());
-        e.observe(1, Endpoint::Hi, 60, SYN | ACK);
-        assert_eq!(e.state(), FlowState::SynReceived);
-        e.observe(2, Endpoint::Lo, 52, ACK);
+        assert!(e.state().is_embryonic() && e.state().is_evictable());
+        establish(&e, 1);
         assert_eq!(e.state(), FlowState::Established);
-        assert!(!e.state().is_embryonic());
-        e.observe(3, Endpoint::Lo, 52, FIN | ACK);
+        assert!(!e.state().is_evictable());
+        assert_eq!(
+            e.observe(3, true, 52, Some(&seg(FIN | ACK, 101, 501))),
+            Observed::Accepted { now_evictable: true }
+        );
         assert_eq!(e.state(), FlowState::Closing);
-        e.observe(4, Endpoint::Hi, 52, FIN | ACK);
+        e.observe(4, false, 52, Some(&seg(FIN | ACK, 501, 102)));
         assert_eq!(e.state(), FlowState::Closed);
         let s = e.snapshot();
         assert_eq!((s.packets, s.bytes, s.last_seen), (4, 216, 4));
     }
 
     #[test]
-    fn a_synack_from_the_initiator_does_not_advance() {
-        let e = FlowEntry::new(0, 6, Endpoint::Lo, D, u64::MAX);
-        e.observe(1, Endpoint::Lo, 60, SYN | ACK);
-        assert_eq!(e.state(), FlowState::SynSent);
-        e.observe(1, Endpoint::Hi, 60, RST);
-        assert_eq!(e.state(), FlowState::Closed);
+    fn forged_segments_change_nothing() {
+        let e = tcp_flow(0);
+        // A SYN+ACK that does not acknowledge the SYN, from either end.
+        assert_eq!(e.observe(5, false, 60, Some(&seg(SYN | ACK, 500, 7))), Observed::OutOfWindow);
+        assert_eq!(e.observe(5, true, 60, Some(&seg(SYN | ACK, 500, 101))), Observed::OutOfWindow);
+        establish(&e, 1);
+        // An out-of-window RST neither closes the flow nor refreshes its timer.
+        assert_eq!(e.observe(9, false, 40, Some(&seg(RST, 500 + 10_000_000, 0))), Observed::OutOfWindow);
+        let s = e.snapshot();
+        assert_eq!((s.state, s.last_seen, s.packets), (FlowState::Established, 1, 2));
+        assert_eq!(e.observe(9, true, 40, None), Observed::OutOfWindow, "TCP without a segment");
     }
 
     #[test]
     fn udp_becomes_replied_only_when_the_responder_sends() {
-        let e = FlowEntry::new(0, 17, Endpoint::Hi, D, u64::MAX);
-        e.observe(1, Endpoint::Hi, 100, 0);
+        let e = flow(0, 17, Endpoint::Hi, 3, None);
+        e.observe(1, true, 100, None);
         assert_eq!(e.state(), FlowState::Unreplied);
-        e.observe(2, Endpoint::Lo, 100, 0);
+        e.observe(2, false, 100, None);
         assert_eq!(e.state(), FlowState::Replied);
+        assert_eq!(Slot::bucket(&e), 3);
     }
 
     #[test]
     fn timeouts_follow_the_state() {
         let t = Timeouts::from_secs(30, 3600, 30, 60, 10);
         let s = NANOS_PER_SEC;
-        let tcp = FlowEntry::new(0, 6, Endpoint::Lo, D, u64::MAX);
+        let tcp = tcp_flow(0);
         assert!(!tcp.is_expired(30 * s, &t));
         assert!(tcp.is_expired(31 * s, &t));
-        tcp.observe(0, Endpoint::Hi, 1, SYN | ACK);
-        tcp.observe(0, Endpoint::Lo, 1, ACK);
+        establish(&tcp, 0);
         assert!(!tcp.is_expired(3000 * s, &t));
-        let icmp = FlowEntry::new(0, 58, Endpoint::Lo, D, u64::MAX);
+        let icmp = flow(0, 58, Endpoint::Lo, 0, None);
         assert!(icmp.is_expired(11 * s, &t));
-        let udp = FlowEntry::new(0, 17, Endpoint::Lo, D, u64::MAX);
+        let udp = flow(0, 17, Endpoint::Lo, 0, None);
         assert!(!udp.is_expired(59 * s, &t));
     }
 
     #[test]
-    fn decision_round_trips() {
-        let e = FlowEntry::new(0, 17, Endpoint::Lo, D, 99);
-        assert_eq!(e.decision(), D);
-        assert_eq!(e.valid_until(), 99);
-        let d2 = CachedDecision { verdict: u32::MAX, generation: u32::MAX };
-        e.set_decision(d2, u64::MAX);
-        assert_eq!(e.decision(), d2);
+    fn a_decision_of_a_later_generation_is_never_overwritten_by_an_earlier_one() {
+        let e = flow(0, 17, Endpoint::Lo, 0, None);
+        let newer = CachedDecision { verdict: 9, generation: 5 };
+        assert_eq!(e.update_decision(newer), newer);
+        let stale = CachedDecision { verdict: 1, generation: 4 };
+        assert_eq!(e.update_decision(stale), newer, "a stale re-decision loses");
+        assert_eq!(e.decision(), newer);
+        let same = CachedDecision { verdict: 2, generation: 5 };
+        assert_eq!(e.update_decision(same), same);
+        let max = CachedDecision { verdict: u32::MAX, generation: u32::MAX };
+        assert_eq!(e.update_decision(max), max);
     }
 }

@@ -1,13 +1,16 @@
 //! The canonical, direction-independent flow key.
 
-use std::net::IpAddr;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Identifies one flow as seen on one port: the two endpoints in a canonical order, so
 /// that both directions of a connection map to the same key, plus the protocol, the
 /// VLAN tags and the port that saw it.
 ///
-/// IPv4 addresses are stored IPv4-mapped so that one fixed-size key serves both families.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The address family is part of the key: an IPv4 address is stored in the low 32 bits
+/// of the 128-bit address with the family flag clear, so no IPv6 address — the IPv4-mapped
+/// `::ffff:a.b.c.d` included — can ever share a key with an IPv4 flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowKey {
     lo_addr: u128,
     hi_addr: u128,
@@ -16,6 +19,30 @@ pub struct FlowKey {
     hi_port: u16,
     port: u16,
     protocol: u8,
+    v6: bool,
+}
+
+impl Hash for FlowKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As few 64-bit words as the key needs (the hash costs one round per word): both
+        // IPv4 addresses fit in one. The family bit in the last word keeps the encodings
+        // of the two families apart.
+        if self.v6 {
+            state.write_u128(self.lo_addr);
+            state.write_u128(self.hi_addr);
+        } else {
+            state.write_u64((self.lo_addr as u64) << 32 | self.hi_addr as u64);
+        }
+        state.write_u64(
+            u64::from(self.lo_port)
+                | u64::from(self.hi_port) << 16
+                | u64::from(self.port) << 32
+                | u64::from(self.protocol) << 48
+                | u64::from(self.v6) << 56,
+        );
+        state.write_u32(self.vlan);
+    }
 }
 
 /// Which endpoint of a [`FlowKey`] sent a packet.
@@ -37,40 +64,57 @@ pub struct Socket {
     pub port: u16,
 }
 
-/// The address as 128 bits, IPv4 mapped into `::ffff:0:0/96`.
+/// The address as 128 bits (IPv4 in the low 32; the family is kept beside it).
 #[inline]
 fn bits(addr: IpAddr) -> u128 {
     match addr {
-        IpAddr::V4(v4) => (0xffff << 32) | u128::from(v4.to_bits()),
+        IpAddr::V4(v4) => u128::from(v4.to_bits()),
         IpAddr::V6(v6) => v6.to_bits(),
     }
 }
 
-fn from_bits(bits: u128) -> IpAddr {
-    let v6 = std::net::Ipv6Addr::from_bits(bits);
-    match v6.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None => IpAddr::V6(v6),
+fn from_bits(bits: u128, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from_bits(bits))
+    } else {
+        IpAddr::V4(Ipv4Addr::from_bits(bits as u32))
     }
 }
 
 impl FlowKey {
     /// Builds the key for a packet from `src` to `dst` and says which endpoint `src` is.
+    /// The family is `src`'s (a parsed packet's two addresses are of one family).
     #[inline]
     pub fn new(port: u16, vlan: u32, protocol: u8, src: Socket, dst: Socket) -> (FlowKey, Endpoint) {
         let s = (bits(src.addr), src.port);
         let d = (bits(dst.addr), dst.port);
         let (lo, hi, sender) = if s <= d { (s, d, Endpoint::Lo) } else { (d, s, Endpoint::Hi) };
+        let v6 = src.addr.is_ipv6();
         let key =
-            FlowKey { lo_addr: lo.0, hi_addr: hi.0, vlan, lo_port: lo.1, hi_port: hi.1, port, protocol };
+            FlowKey { lo_addr: lo.0, hi_addr: hi.0, vlan, lo_port: lo.1, hi_port: hi.1, port, protocol, v6 };
         (key, sender)
     }
 
     /// The endpoint `which`.
     pub fn socket(&self, which: Endpoint) -> Socket {
         match which {
-            Endpoint::Lo => Socket { addr: from_bits(self.lo_addr), port: self.lo_port },
-            Endpoint::Hi => Socket { addr: from_bits(self.hi_addr), port: self.hi_port },
+            Endpoint::Lo => Socket { addr: from_bits(self.lo_addr, self.v6), port: self.lo_port },
+            Endpoint::Hi => Socket { addr: from_bits(self.hi_addr, self.v6), port: self.hi_port },
+        }
+    }
+
+    /// Which endpoint `socket` is, if it is one of the two.
+    pub fn endpoint_of(&self, socket: Socket) -> Option<Endpoint> {
+        if socket.addr.is_ipv6() != self.v6 {
+            return None;
+        }
+        let b = (bits(socket.addr), socket.port);
+        if b == (self.lo_addr, self.lo_port) {
+            Some(Endpoint::Lo)
+        } else if b == (self.hi_addr, self.hi_port) {
+            Some(Endpoint::Hi)
+        } else {
+            None
         }
     }
 
@@ -127,6 +171,20 @@ mod tests {
         assert_ne!(base, FlowKey::new(1, 7, 17, a, b).0);
         assert_ne!(base, FlowKey::new(1, 0, 6, a, b).0);
         assert_eq!(base.socket(Endpoint::Lo).addr, a.addr);
+    }
+
+    #[test]
+    fn ipv4_and_ipv4_mapped_ipv6_never_share_a_key() {
+        let v4 = FlowKey::new(0, 0, 6, sock("198.18.10.5", 1), sock("198.18.10.1", 2)).0;
+        let mapped = FlowKey::new(0, 0, 6, sock("::ffff:198.18.10.5", 1), sock("::ffff:198.18.10.1", 2)).0;
+        let compat = FlowKey::new(0, 0, 6, sock("::198.18.10.5", 1), sock("::198.18.10.1", 2)).0;
+        assert_ne!(v4, mapped);
+        assert_ne!(v4, compat);
+        assert_eq!(v4.socket(Endpoint::Hi).addr, "198.18.10.5".parse::<IpAddr>().unwrap());
+        assert_eq!(compat.socket(Endpoint::Hi).addr, "::198.18.10.5".parse::<IpAddr>().unwrap());
+        assert_eq!(v4.endpoint_of(sock("198.18.10.1", 2)), Some(Endpoint::Lo));
+        assert_eq!(v4.endpoint_of(sock("::198.18.10.1", 2)), None);
+        assert_eq!(v4.endpoint_of(sock("198.18.10.1", 3)), None);
     }
 
     #[test]

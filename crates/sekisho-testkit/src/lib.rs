@@ -132,17 +132,121 @@ pub fn addr(text: &str) -> IpAddr {
     text.parse().unwrap_or_else(|_| panic!("bad address {text:?}"))
 }
 
-/// A TCP segment (20-byte header, no options).
+/// A TCP segment (20-byte header, no options) with sequence number 1000 and, when ACK is
+/// set, acknowledgement number 2000. For a connection whose numbers must fit together,
+/// use [`TcpConn`].
 pub fn tcp_segment(sport: u16, dport: u16, flags: u16, payload: &[u8]) -> Vec<u8> {
+    let ack = if flags & flags::ACK != 0 { 2000 } else { 0 };
+    tcp_segment_seq(sport, dport, flags, 1000, ack, payload)
+}
+
+/// A TCP segment (20-byte header, no options, window 65535) with the given sequence and
+/// acknowledgement numbers.
+pub fn tcp_segment_seq(sport: u16, dport: u16, flags: u16, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
     let mut s = Vec::with_capacity(20 + payload.len());
     s.extend_from_slice(&sport.to_be_bytes());
     s.extend_from_slice(&dport.to_be_bytes());
-    s.extend_from_slice(&1000u32.to_be_bytes());
-    s.extend_from_slice(&(if flags & flags::ACK != 0 { 2000u32 } else { 0 }).to_be_bytes());
+    s.extend_from_slice(&seq.to_be_bytes());
+    s.extend_from_slice(&ack.to_be_bytes());
     s.extend_from_slice(&[0x50 | ((flags >> 8) as u8 & 0x01), flags as u8]);
     s.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
     s.extend_from_slice(payload);
     s
+}
+
+/// One TCP connection whose frames carry sequence and acknowledgement numbers that fit
+/// together, as a real client and server would send them (client ISN 1000, server ISN
+/// 5000, window 65535, no options).
+#[derive(Clone, Debug)]
+pub struct TcpConn {
+    client: (String, u16),
+    server: (String, u16),
+    client_next: u32,
+    server_next: u32,
+}
+
+impl TcpConn {
+    const CLIENT_ISN: u32 = 1000;
+    const SERVER_ISN: u32 = 5000;
+
+    /// A connection from `client` to `server` (address, port).
+    pub fn new(client: (&str, u16), server: (&str, u16)) -> TcpConn {
+        TcpConn {
+            client: (client.0.to_owned(), client.1),
+            server: (server.0.to_owned(), server.1),
+            client_next: Self::CLIENT_ISN + 1,
+            server_next: Self::SERVER_ISN + 1,
+        }
+    }
+
+    fn frame(
+        from: &(String, u16),
+        to: &(String, u16),
+        flags: u16,
+        seq: u32,
+        ack: u32,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        ip_frame(&from.0, &to.0, 6, 64, &tcp_segment_seq(from.1, to.1, flags, seq, ack, payload))
+    }
+
+    /// The client's SYN.
+    pub fn syn(&self) -> Vec<u8> {
+        Self::frame(&self.client, &self.server, flags::SYN, Self::CLIENT_ISN, 0, b"")
+    }
+
+    /// The server's SYN+ACK.
+    pub fn syn_ack(&self) -> Vec<u8> {
+        Self::frame(
+            &self.server,
+            &self.client,
+            flags::SYN | flags::ACK,
+            Self::SERVER_ISN,
+            Self::CLIENT_ISN + 1,
+            b"",
+        )
+    }
+
+    /// A segment from the client (acknowledging everything the server sent so far when
+    /// `flags` has ACK); the client's sequence number advances past it.
+    pub fn client(&mut self, flags: u16, payload: &[u8]) -> Vec<u8> {
+        let ack = if flags & flags::ACK != 0 { self.server_next } else { 0 };
+        let f = Self::frame(&self.client, &self.server, flags, self.client_next, ack, payload);
+        self.client_next = self.client_next.wrapping_add(Self::span(flags, payload));
+        f
+    }
+
+    /// A segment from the server; its sequence number advances past it.
+    pub fn server(&mut self, flags: u16, payload: &[u8]) -> Vec<u8> {
+        let ack = if flags & flags::ACK != 0 { self.client_next } else { 0 };
+        let f = Self::frame(&self.server, &self.client, flags, self.server_next, ack, payload);
+        self.server_next = self.server_next.wrapping_add(Self::span(flags, payload));
+        f
+    }
+
+    /// A segment from the client with an explicit sequence number (for forgeries).
+    pub fn client_at(&self, flags: u16, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+        Self::frame(&self.client, &self.server, flags, seq, ack, payload)
+    }
+
+    /// A segment from the server with an explicit sequence number (for forgeries).
+    pub fn server_at(&self, flags: u16, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+        Self::frame(&self.server, &self.client, flags, seq, ack, payload)
+    }
+
+    /// The client's next sequence number (what the server acknowledges).
+    pub fn client_next(&self) -> u32 {
+        self.client_next
+    }
+
+    /// The server's next sequence number.
+    pub fn server_next(&self) -> u32 {
+        self.server_next
+    }
+
+    fn span(flags: u16, payload: &[u8]) -> u32 {
+        payload.len() as u32 + u32::from(flags & flags::FIN != 0)
+    }
 }
 
 /// A UDP datagram.

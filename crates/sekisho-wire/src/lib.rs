@@ -138,15 +138,17 @@ pub struct Ip<'a> {
 }
 
 impl Ip<'_> {
-    /// Ports for a flow key: TCP/UDP ports, `(ident, 0)` for ICMP echo, else `(0, 0)`.
-    /// Consistent with [`Quoted::sport`] / [`Quoted::dport`].
+    /// Ports for a flow key: TCP/UDP ports; for ICMP echo the identifier on the
+    /// requester's side — `(ident, 0)` for a request, `(0, ident)` for a reply — so that a
+    /// request and its replies share a key and a request the other way does not; else
+    /// `(0, 0)`. Consistent with [`Quoted::sport`] / [`Quoted::dport`].
     #[inline]
     pub fn ports(&self) -> (u16, u16) {
         match self.l4 {
             L4::Tcp(t) => (t.sport, t.dport),
             L4::Udp(u) => (u.sport, u.dport),
-            L4::Icmp(i) => (i.ident, 0),
-            L4::NotFirstFragment | L4::Other => (0, 0),
+            L4::Icmp(i) => i.echo_ports(),
+            L4::NotFirstFragment(_) | L4::Other => (0, 0),
         }
     }
 }
@@ -171,8 +173,9 @@ pub enum L4<'a> {
     Udp(Udp<'a>),
     /// ICMP (IPv4) or ICMPv6 message.
     Icmp(Icmp),
-    /// A non-first fragment: no transport header in this packet.
-    NotFirstFragment,
+    /// A non-first fragment: no transport header in this packet, only a piece of the
+    /// datagram's data (these bytes).
+    NotFirstFragment(&'a [u8]),
     /// Any other protocol (GRE, IP-in-IP, ESP, SCTP, no-next-header, ...): no ports.
     Other,
 }
@@ -186,6 +189,15 @@ pub struct Tcp<'a> {
     pub dport: u16,
     /// Flags, including NS/AE.
     pub flags: TcpFlags,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number (meaningful when ACK is set).
+    pub ack: u32,
+    /// Advertised window, unscaled.
+    pub window: u16,
+    /// The window-scale option (RFC 7323) of a SYN segment, clamped to 14; `None` when
+    /// absent or when the segment is not a SYN (the option is only valid there).
+    pub wscale: Option<u8>,
     /// Segment data after the header and options, up to the IP length.
     pub payload: &'a [u8],
 }
@@ -270,6 +282,44 @@ pub struct Icmp {
     pub quoted: Option<Quoted>,
 }
 
+impl Icmp {
+    /// An error message that quotes an offending packet: ICMP destination unreachable,
+    /// time exceeded, parameter problem; ICMPv6 types 1–4.
+    #[inline]
+    pub fn is_error(&self) -> bool {
+        if self.v6 {
+            matches!(self.ty, 1..=4)
+        } else {
+            matches!(self.ty, 3 | 11 | 12)
+        }
+    }
+
+    /// An echo request (ICMP 8, ICMPv6 128).
+    #[inline]
+    pub fn is_echo_request(&self) -> bool {
+        self.ty == if self.v6 { 128 } else { 8 }
+    }
+
+    /// An echo reply (ICMP 0, ICMPv6 129).
+    #[inline]
+    pub fn is_echo_reply(&self) -> bool {
+        self.ty == if self.v6 { 129 } else { 0 }
+    }
+
+    /// Flow-key ports: `(ident, 0)` for an echo request, `(0, ident)` for a reply,
+    /// `(0, 0)` otherwise.
+    #[inline]
+    pub fn echo_ports(&self) -> (u16, u16) {
+        if self.is_echo_request() {
+            (self.ident, 0)
+        } else if self.is_echo_reply() {
+            (0, self.ident)
+        } else {
+            (0, 0)
+        }
+    }
+}
+
 /// The first header of the packet an ICMP/ICMPv6 error quotes (addresses as in that
 /// packet, i.e. usually the reverse of the error's own direction).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -280,10 +330,13 @@ pub struct Quoted {
     pub dst: IpAddr,
     /// Upper-layer protocol of the quoted packet.
     pub protocol: u8,
-    /// TCP/UDP source port, the identifier for ICMP echo, else 0.
+    /// TCP/UDP source port; for a quoted ICMP echo request the identifier; else 0.
     pub sport: u16,
-    /// TCP/UDP destination port, else 0.
+    /// TCP/UDP destination port; for a quoted ICMP echo reply the identifier; else 0.
     pub dport: u16,
+    /// The TCP sequence number of the quoted segment when present (RFC 5927 checks), else
+    /// `None`.
+    pub tcp_seq: Option<u32>,
 }
 
 /// A recognised tunnel.
@@ -455,6 +508,7 @@ fn vlan_tag(b: &[u8]) -> Result<(u16, u16, &[u8]), ParseError> {
 }
 
 /// Parses an Ethernet II frame (without FCS).
+#[inline]
 pub fn parse_ethernet(frame: &[u8]) -> Result<Parsed<'_>, ParseError> {
     let (eth, mut rest) = frame.split_first_chunk::<ETH_HEADER_LEN>().ok_or(ParseError::TruncatedEthernet)?;
     let mut ethertype = be16(eth[12], eth[13]);
@@ -515,6 +569,7 @@ fn ipv4_options_acceptable(mut options: &[u8]) -> bool {
     true
 }
 
+#[inline(always)]
 fn parse_ipv4(packet: &[u8]) -> Result<Ip<'_>, ParseError> {
     let (h, _) = packet.split_first_chunk::<20>().ok_or(ParseError::TruncatedIpv4Header)?;
     if h[0] >> 4 != 4 {
@@ -687,7 +742,7 @@ fn transport(
         if protocol == PROTO_TCP && frag_offset == 1 {
             return Err(ParseError::TcpFragmentOffsetOne);
         }
-        return Ok((L4::NotFirstFragment, tunnel));
+        return Ok((L4::NotFirstFragment(data), tunnel));
     }
     let short = |e| if first_fragment { ParseError::TinyFirstFragment } else { e };
     Ok(match protocol {
@@ -699,7 +754,22 @@ fn transport(
             }
             let payload = data.get(data_offset..).ok_or(short(ParseError::TcpHeaderExceedsData))?;
             let flags = TcpFlags(be16(h[12], h[13]) & 0x01ff);
-            (L4::Tcp(Tcp { sport: be16(h[0], h[1]), dport: be16(h[2], h[3]), flags, payload }), tunnel)
+            let wscale = if flags.contains(TcpFlags::SYN) {
+                tcp_window_scale(data.get(20..data_offset).unwrap_or_default())
+            } else {
+                None
+            };
+            let tcp = Tcp {
+                sport: be16(h[0], h[1]),
+                dport: be16(h[2], h[3]),
+                flags,
+                seq: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+                ack: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
+                window: be16(h[14], h[15]),
+                wscale,
+                payload,
+            };
+            (L4::Tcp(tcp), tunnel)
         }
         PROTO_UDP => {
             let (h, _) = data.split_first_chunk::<8>().ok_or(short(ParseError::TruncatedUdpHeader))?;
@@ -722,6 +792,26 @@ fn transport(
         PROTO_ICMPV6 if v6 => (L4::Icmp(parse_icmp(data, true, first_fragment)?), tunnel),
         _ => (L4::Other, tunnel),
     })
+}
+
+/// The window-scale option (kind 3, length 3) among TCP `options`, clamped to 14 as RFC
+/// 7323 says; `None` when absent or when the options are malformed.
+fn tcp_window_scale(mut options: &[u8]) -> Option<u8> {
+    while let Some((&kind, rest)) = options.split_first() {
+        match kind {
+            0 => return None,
+            1 => options = rest,
+            _ => {
+                let len = usize::from(*rest.first()?);
+                let body = options.get(2..len)?;
+                if kind == 3 {
+                    return body.first().filter(|_| len == 3).map(|shift| (*shift).min(14));
+                }
+                options = options.get(len.max(2)..)?;
+            }
+        }
+    }
+    None
 }
 
 #[inline]
@@ -748,9 +838,11 @@ fn parse_icmp(data: &[u8], v6: bool, first_fragment: bool) -> Result<Icmp, Parse
         (true, None) => return Err(ParseError::TruncatedIcmp),
         (false, _) => 0,
     };
-    let is_error = if v6 { matches!(ty, 1..=4) } else { matches!(ty, 3 | 11 | 12) };
-    let quoted = if is_error { data.get(ICMP_HEADER_LEN..).and_then(parse_quoted) } else { None };
-    Ok(Icmp { v6, ty, code, ident, quoted })
+    let mut icmp = Icmp { v6, ty, code, ident, quoted: None };
+    if icmp.is_error() {
+        icmp.quoted = data.get(ICMP_HEADER_LEN..).and_then(parse_quoted);
+    }
+    Ok(icmp)
 }
 
 /// Parses the (usually truncated) packet quoted by an ICMP error; `None` when it stops
@@ -776,16 +868,25 @@ fn parse_quoted(q: &[u8]) -> Option<Quoted> {
         }
         _ => return None,
     };
+    let tcp_seq = match (protocol, non_first) {
+        (PROTO_TCP, false) => l4.get(4..8).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]])),
+        _ => None,
+    };
     let (sport, dport) = match protocol {
         _ if non_first => (0, 0),
         PROTO_TCP | PROTO_UDP => (be16_at(l4, 0)?, be16_at(l4, 2)?),
         PROTO_ICMP | PROTO_ICMPV6 if v6 == (protocol == PROTO_ICMPV6) => {
             let ty = *l4.first()?;
-            (if is_echo(v6, ty) { be16_at(l4, 4)? } else { 0 }, 0)
+            let request = ty == if v6 { 128 } else { 8 };
+            match (is_echo(v6, ty), request) {
+                (true, true) => (be16_at(l4, 4)?, 0),
+                (true, false) => (0, be16_at(l4, 4)?),
+                (false, _) => (0, 0),
+            }
         }
         _ => (0, 0),
     };
-    Some(Quoted { src, dst, protocol, sport, dport })
+    Some(Quoted { src, dst, protocol, sport, dport, tcp_seq })
 }
 
 /// VXLAN by port and I flag; Teredo by port or by a payload that is one IPv6 packet.

@@ -164,6 +164,30 @@ fn ipv4_options_and_tcp_options() {
 }
 
 #[test]
+fn tcp_sequence_window_and_window_scale() {
+    let mut seg = tcp(1, 2, 0x02, 2, b"");
+    seg[4..8].copy_from_slice(&0xdead_beefu32.to_be_bytes());
+    seg[8..12].copy_from_slice(&7u32.to_be_bytes());
+    seg[14..16].copy_from_slice(&29200u16.to_be_bytes());
+    // options: NOP, window scale 7, NOP NOP NOP, end
+    seg[20..28].copy_from_slice(&[1, 3, 3, 7, 1, 1, 1, 0]);
+    let t = tcp_of(raw(&ipv4(6, &seg)));
+    assert_eq!((t.seq, t.ack, t.window, t.wscale), (0xdead_beef, 7, 29200, Some(7)));
+    // A shift above 14 is clamped (RFC 7323 section 2.3).
+    seg[23] = 200;
+    assert_eq!(tcp_of(raw(&ipv4(6, &seg))).wscale, Some(14));
+    // Only a SYN carries the option; on other segments it is ignored.
+    seg[13] = 0x10;
+    assert_eq!(tcp_of(raw(&ipv4(6, &seg))).wscale, None);
+    // Malformed option lists give no scale but still parse.
+    seg[13] = 0x02;
+    seg[20..28].copy_from_slice(&[2, 1, 3, 3, 7, 0, 0, 0]);
+    assert_eq!(tcp_of(raw(&ipv4(6, &seg))).wscale, None);
+    seg[20..28].copy_from_slice(&[1, 1, 1, 1, 1, 3, 9, 7]);
+    assert_eq!(tcp_of(raw(&ipv4(6, &seg))).wscale, None, "length 9 runs past the options");
+}
+
+#[test]
 fn ipv4_source_routing_and_bad_options_are_refused() {
     let seg = tcp(1, 2, 0x02, 0, b"");
     let lsrr = [1, 131, 7, 4, 198, 18, 20, 1];
@@ -296,7 +320,7 @@ fn ipv4_fragments() {
     assert_eq!(udp_of(raw(&ipv4_full(17, MF, &[], &u))).payload, &[9; 16]);
     // later fragments
     let mid = raw(&ipv4_full(6, MF | 185, &[], &[0; 8]));
-    assert_eq!((mid.l4, mid.fragment.map(|f| f.offset)), (L4::NotFirstFragment, Some(185)));
+    assert_eq!((mid.l4, mid.fragment.map(|f| f.offset)), (L4::NotFirstFragment(&[0; 8][..]), Some(185)));
     let last = raw(&ipv4_full(17, 3, &[], &[0; 3]));
     assert_eq!(last.fragment, Some(Fragment { id: 0x1234, offset: 3, more: false }));
     assert_eq!(last.ports(), (0, 0));
@@ -311,7 +335,13 @@ fn ipv4_fragments() {
 fn icmpv4() {
     let echo = icmp_of(raw(&ipv4(1, &icmp(8, 0, &[0xbe, 0xef, 0, 1]))));
     assert_eq!((echo.v6, echo.ty, echo.code, echo.ident, echo.quoted), (false, 8, 0, 0xbeef, None));
-    assert_eq!(raw(&ipv4(1, &icmp(0, 0, &[0xbe, 0xef, 0, 1]))).ports(), (0xbeef, 0));
+    assert_eq!(raw(&ipv4(1, &icmp(0, 0, &[0xbe, 0xef, 0, 1]))).ports(), (0, 0xbeef));
+    assert_eq!(raw(&ipv4(1, &icmp(8, 0, &[0xbe, 0xef, 0, 1]))).ports(), (0xbeef, 0));
+    assert_eq!(
+        raw(&ipv4(1, &icmp(5, 0, &[0xbe, 0xef, 0, 1]))).ports(),
+        (0, 0),
+        "a redirect has no identifier"
+    );
     assert_eq!(err(&ipv4(1, &[3, 0, 0])), E::TruncatedIcmp);
     assert_eq!(err(&ipv4(1, &icmp(8, 0, &[0, 1]))), E::TruncatedIcmp);
     assert!(parse_ip(&ipv4(1, &icmp(3, 1, &[]))).is_ok());
@@ -320,8 +350,8 @@ fn icmpv4() {
     let unreach = icmp_of(raw(&ipv4(1, &icmp(3, 3, &[&[0; 4][..], &orig[..28]].concat()))));
     let q = unreach.quoted.unwrap();
     assert_eq!(
-        (q.src, q.dst, q.protocol, q.sport, q.dport),
-        (IpAddr::V4(SRC4), IpAddr::V4(DST4), 6, 40000, 25)
+        (q.src, q.dst, q.protocol, q.sport, q.dport, q.tcp_seq),
+        (IpAddr::V4(SRC4), IpAddr::V4(DST4), 6, 40000, 25, Some(1))
     );
     assert_eq!(unreach.ident, 0);
     // time exceeded quoting UDP; quoted echo
@@ -333,6 +363,9 @@ fn icmpv4() {
     let orig = ipv4(1, &icmp(8, 0, &[0x12, 0x34, 0, 9]));
     let q = icmp_of(raw(&ipv4(1, &icmp(12, 0, &[&[0; 4][..], &orig].concat())))).quoted.unwrap();
     assert_eq!((q.protocol, q.sport, q.dport), (1, 0x1234, 0));
+    let reply = ipv4(1, &icmp(0, 0, &[0x12, 0x34, 0, 9]));
+    let q = icmp_of(raw(&ipv4(1, &icmp(3, 1, &[&[0; 4][..], &reply].concat())))).quoted.unwrap();
+    assert_eq!((q.protocol, q.sport, q.dport), (1, 0, 0x1234), "a quoted reply keeps the requester's side");
     // short quote: outer still parses
     let short = icmp_of(raw(&ipv4(1, &icmp(3, 3, &[&[0; 4][..], &orig[..22]].concat()))));
     assert_eq!((short.ty, short.quoted), (3, None));
@@ -402,7 +435,7 @@ fn ipv6_fragments() {
     );
     assert_eq!(err(&ipv6(44, &[frag6(58, 0, true, 1), icmp(128, 0, &[])].concat())), E::TinyFirstFragment);
     let later = raw(&ipv6(44, &[frag6(17, 100, true, 5), vec![0; 8]].concat()));
-    assert_eq!((later.protocol, later.l4), (17, L4::NotFirstFragment));
+    assert_eq!((later.protocol, later.l4), (17, L4::NotFirstFragment(&[0; 8][..])));
     assert_eq!(later.fragment, Some(Fragment { id: 5, offset: 100, more: true }));
     assert_eq!(err(&ipv6(44, &[frag6(6, 1, false, 5), vec![0; 8]].concat())), E::TcpFragmentOffsetOne);
     assert_eq!(
@@ -509,6 +542,7 @@ fn pnet_agrees(bytes: &[u8], ip: &Ip<'_>) {
                 (t.sport, t.dport, t.flags.0 & 0xff),
                 (p.get_source(), p.get_destination(), u16::from(p.get_flags()))
             );
+            assert_eq!((t.seq, t.ack, t.window), (p.get_sequence(), p.get_acknowledgement(), p.get_window()));
         }
         L4::Udp(u) => {
             let p = UdpPacket::new(l4).expect("udp header");

@@ -12,7 +12,7 @@ use anyhow::Context;
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::{DataLink, TsResolution};
-use sekisho_engine::{Action, Engine, Ingress, Side, Verdict};
+use sekisho_engine::{Action, Engine, Ingress, Now, Side, Verdict};
 use sekisho_flow::{FlowKey, Socket};
 use sekisho_policy::{Policy, PortId, Reason, Timestamp};
 use serde_json::json;
@@ -180,7 +180,7 @@ impl Replay {
         let offset = u64::try_from(ts.saturating_sub(first).as_nanos()).unwrap_or(u64::MAX);
         let now = Timestamp(self.base.0.saturating_add(offset));
         if now.0.saturating_sub(self.last_sweep) >= SWEEP_EVERY_NS {
-            self.engine.sweep(now);
+            self.engine.sweep(now.0);
             self.last_sweep = now.0;
         }
         let path = match self.forced {
@@ -197,7 +197,7 @@ impl Replay {
         // the one reported.
         let mut verdict: Option<Verdict> = None;
         for ingress in path.into_iter().flatten() {
-            let v = self.engine.process(now, ingress, frame);
+            let v = self.engine.process(Now::at(now), ingress, frame);
             let refused = !v.reason.allowed();
             if verdict.is_none() || refused {
                 verdict = Some(v);

@@ -83,7 +83,7 @@ fn stats(dp: &DataPlane) -> Value {
         "reasons": reasons,
         "ports": ports,
         "flows": {
-            "flows": f.flows, "capacity": f.capacity, "inserted": f.inserted,
+            "flows": f.entries, "capacity": f.capacity, "inserted": f.inserted,
             "evicted": f.evicted, "expired": f.expired, "refused": f.refused,
         },
     })
@@ -167,7 +167,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
             reload_policy(&dp, &args.config);
         }
         if last_sweep.elapsed() >= SWEEP_EVERY {
-            dp.engine().sweep(now);
+            dp.engine().sweep(now.mono);
             last_sweep = Instant::now();
         }
         if let Some(path) = &args.stats_file {

@@ -104,15 +104,19 @@ fn every_reason_code_appears_in_a_generated_capture() {
         ),
     );
     let gre = ip_frame("198.18.50.1", "198.18.40.7", 47, 64, &[0, 0, 0x08, 0x00]);
+    let mut mail = TcpConn::new(("203.0.113.7", 41000), ("198.18.40.10", 25));
+    let mut http = TcpConn::new(("203.0.113.8", 41001), ("198.18.40.10", 25));
     let frames = vec![
         udp("198.18.20.5", 5000, "198.18.20.6", 53, &query),
         icmp("198.18.20.6", "198.18.20.5", 3, 3, [0; 4], &quoted[..28], 64),
-        tcp("203.0.113.7", 41000, "198.18.40.10", 25, SYN, b""),
-        tcp("198.18.40.10", 25, "203.0.113.7", 41000, SYN | ACK, b""),
-        tcp("203.0.113.7", 41000, "198.18.40.10", 25, ACK, b""),
-        tcp("198.18.40.10", 25, "203.0.113.7", 41000, ACK | PSH, b"220 relay ESMTP\r\n"),
-        tcp("203.0.113.8", 41001, "198.18.40.10", 25, SYN, b""),
-        tcp("203.0.113.8", 41001, "198.18.40.10", 25, PSH | ACK, b"GET / HTTP/1.1\r\n"),
+        mail.syn(),
+        mail.syn_ack(),
+        mail.client(ACK, b""),
+        mail.server(ACK | PSH, b"220 relay ESMTP\r\n"),
+        http.syn(),
+        http.syn_ack(),
+        http.client(ACK, b""),
+        http.client(PSH | ACK, b"GET / HTTP/1.1\r\n"),
         tcp("198.18.10.5", 40000, "198.18.20.30", 22, SYN, b""),
         tcp("198.18.50.1", 40000, "198.18.40.7", 22, SYN, b""),
         arp(),
@@ -132,7 +136,7 @@ fn every_reason_code_appears_in_a_generated_capture() {
     let expected_allows = [
         ("allow:intra-zone", 1),
         ("allow:related", 1),
-        ("allow:path:mail-textify/1", 5),
+        ("allow:path:mail-textify/1", 7),
         ("allow:exception:juki-batch", 1),
         ("allow:rule:mgmt-ssh", 1),
         ("allow:link", 1),
@@ -178,10 +182,11 @@ fn spoofed_sources_and_a_full_table() {
     assert_eq!(doc["drop_reasons"]["deny:spoofed-source"], 1);
 
     let small = dir.file("small.toml", &LAB.replace("capacity = 1_000_000", "capacity = 1"));
+    let mut first = TcpConn::new(("198.18.20.5", 1), ("198.18.20.6", 22));
     let frames = [
-        tcp("198.18.20.5", 1, "198.18.20.6", 22, SYN, b""),
-        tcp("198.18.20.6", 22, "198.18.20.5", 1, SYN | ACK, b""),
-        tcp("198.18.20.5", 1, "198.18.20.6", 22, ACK, b""),
+        first.syn(),
+        first.syn_ack(),
+        first.client(ACK, b""),
         tcp("198.18.20.5", 2, "198.18.20.6", 22, SYN, b""),
     ];
     let pcap = dir.pcap("full.pcap", LinkType::Ethernet, &frames);

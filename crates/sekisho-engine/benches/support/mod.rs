@@ -2,13 +2,13 @@
 //! lab policy, and one established flow along the mail path.
 #![allow(dead_code)] // each target uses part of it
 
-use sekisho_engine::{Action, Engine, Ingress, Side};
+use sekisho_engine::{Action, Engine, Ingress, Now, Side};
 use sekisho_policy::{PortId, Timestamp};
 use sekisho_testkit::flags::*;
-use sekisho_testkit::tcp;
+use sekisho_testkit::TcpConn;
 
 /// 2026-11-22 12:00 JST.
-pub const NOW: Timestamp = Timestamp(1_795_316_400 * 1_000_000_000);
+pub const NOW: Now = Now::at(Timestamp(1_795_316_400 * 1_000_000_000));
 
 /// An engine on `configs/lab.toml` with a flow table of `capacity`.
 pub fn lab_engine(capacity: usize) -> Engine {
@@ -28,12 +28,13 @@ pub fn inside(e: &Engine, name: &str) -> Ingress {
 pub fn established_mail_flow(e: &Engine) -> (Ingress, Vec<u8>) {
     let at = inside(e, "internet-uplink");
     let back = Ingress { side: Side::Outside, ..at };
-    let (c, s) = (("203.0.113.7", 41000), ("198.18.40.10", 25));
-    e.process(NOW, at, &tcp(c.0, c.1, s.0, s.1, SYN, b""));
-    e.process(NOW, back, &tcp(s.0, s.1, c.0, c.1, SYN | ACK, b""));
-    e.process(NOW, at, &tcp(c.0, c.1, s.0, s.1, ACK, b""));
-    e.process(NOW, back, &tcp(s.0, s.1, c.0, c.1, ACK | PSH, b"220 relay ESMTP\r\n"));
-    let data = tcp(c.0, c.1, s.0, s.1, ACK | PSH, &[b'x'; 64]);
+    let mut c = TcpConn::new(("203.0.113.7", 41000), ("198.18.40.10", 25));
+    for (side, frame) in [(at, c.syn()), (back, c.syn_ack()), (at, c.client(ACK, b""))] {
+        assert_eq!(e.process(NOW, side, &frame).action, Action::Forward);
+    }
+    assert_eq!(e.process(NOW, back, &c.server(ACK | PSH, b"220 relay ESMTP\r\n")).action, Action::Forward);
+    // Sent again and again, this segment is a retransmission: always inside the window.
+    let data = c.client(ACK | PSH, &[b'x'; 64]);
     assert_eq!(e.process(NOW, at, &data).action, Action::Forward);
     (at, data)
 }

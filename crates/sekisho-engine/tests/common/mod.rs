@@ -1,7 +1,7 @@
 //! A policy shaped like the lab's, and helpers to drive the engine through it.
 #![allow(dead_code)]
 
-use sekisho_engine::{Action, Engine, Ingress, Side, Verdict};
+use sekisho_engine::{Action, Engine, Ingress, Now, Side, Verdict};
 use sekisho_policy::{PortId, Timestamp};
 
 /// 2026-11-22 12:00 JST, in nanoseconds.
@@ -48,30 +48,35 @@ name = "mynumber-uplink"
 zone = "mynumber"
 inside = "mn-in"
 outside = "mn-out"
+routers = ["198.18.10.1", "2001:db8:10::1"]
 
 [[port]]
 name = "lgwan-uplink"
 zone = "lgwan"
 inside = "lg-in"
 outside = "lg-out"
+routers = ["198.18.20.1", "2001:db8:20::1"]
 
 [[port]]
 name = "internet-uplink"
 zone = "internet"
 inside = "in-in"
 outside = "in-out"
+routers = ["203.0.113.1", "2001:db8:30::1"]
 
 [[port]]
 name = "sanitization-uplink"
 zone = "sanitization"
 inside = "sz-in"
 outside = "sz-out"
+routers = ["198.18.40.1", "2001:db8:40::1"]
 
 [[port]]
 name = "management-uplink"
 zone = "management"
 inside = "mg-in"
 outside = "mg-out"
+routers = ["198.18.50.254"]
 
 [[service]]
 name = "smtp"
@@ -185,7 +190,22 @@ pub fn expect(
     action: Action,
     reason: &str,
 ) -> Verdict {
-    let v = e.process(now, at, frame);
+    let v = e.process(Now::at(now), at, frame);
     assert_eq!((v.action, name(e, &v).as_str()), (action, reason), "frame at {at:?}");
     v
+}
+
+/// Sends `frame` through the interfaces it would cross, in order, asserting the verdict
+/// at each; `hops` ends where the frame is dropped (it reaches no further port).
+#[track_caller]
+pub fn crossing(e: &Engine, now: Timestamp, frame: &[u8], hops: &[(Ingress, &str)]) {
+    for (i, (at, reason)) in hops.iter().enumerate() {
+        let last = i + 1 == hops.len();
+        let v = e.process(Now::at(now), *at, frame);
+        let got = name(e, &v);
+        assert_eq!(got, *reason, "hop {} at {at:?}", i + 1);
+        if !last {
+            assert_eq!(v.action, Action::Forward, "hop {} at {at:?} dropped the frame early ({got})", i + 1);
+        }
+    }
 }
