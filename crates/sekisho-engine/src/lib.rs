@@ -176,6 +176,11 @@ pub struct Loaded {
     /// The next exception expiry still ahead of this generation (wall clock, ns;
     /// `u64::MAX`: none).
     next_expiry: u64,
+    /// The wall-clock time this generation began at when an exception's expiry began it
+    /// (0 after a reload). Decisions under it never use an earlier time: a worker whose
+    /// clock reading is a little behind another's must not decide "allow by exception"
+    /// under the generation that exists because that exception expired.
+    since: u64,
 }
 
 /// The first exception expiry after `after` (wall clock, ns), or `u64::MAX`.
@@ -247,7 +252,7 @@ impl Engine {
         let counters = counters::Counters::new(policy.ports().len());
         let next_expiry = next_expiry(&policy, None);
         Engine {
-            loaded: ArcSwap::from_pointee(Loaded { policy: Arc::new(policy), generation: 1, next_expiry }),
+            loaded: ArcSwap::from_pointee(Loaded { policy: Arc::new(policy), generation: 1, next_expiry, since: 0 }),
             next_generation: AtomicU32::new(2),
             flows,
             fragments,
@@ -282,7 +287,7 @@ impl Engine {
         }
         let generation = self.next_generation.fetch_add(1, Relaxed);
         let next_expiry = next_expiry(&policy, None);
-        self.loaded.store(Arc::new(Loaded { policy: Arc::new(policy), generation, next_expiry }));
+        self.loaded.store(Arc::new(Loaded { policy: Arc::new(policy), generation, next_expiry, since: 0 }));
         Ok(generation)
     }
 
@@ -297,6 +302,7 @@ impl Engine {
             policy: l.policy.clone(),
             generation: self.next_generation.fetch_add(1, Relaxed),
             next_expiry: next_expiry(&l.policy, Some(wall.0)),
+            since: l.next_expiry,
         };
         // If another thread moved first (expiry or reload), its policy stands.
         let _ = self.loaded.compare_and_swap(&l, Arc::new(next));
@@ -306,6 +312,7 @@ impl Engine {
     /// Decides what to do with `frame`, which arrived at `ingress` at `now`.
     pub fn process(&self, now: Now, ingress: Ingress, frame: &[u8]) -> Verdict {
         let loaded = self.current(now.wall);
+        let now = Now { wall: Timestamp(now.wall.0.max(loaded.since)), ..now };
         let monitor = loaded.policy.mode() == Mode::Monitor;
         let mut verdict = match loaded.policy.ports().get(usize::from(ingress.port.0)) {
             Some(port) => {
