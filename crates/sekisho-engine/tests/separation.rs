@@ -215,11 +215,20 @@ enum Spec {
     Udp { src: usize, sport: u16, dst: usize, dport: u16 },
     Echo { src: usize, dst: usize, ident: u16, reply: bool },
     Query { src: usize, dst: usize, ty: u8 },
-    Error { src: usize, dst: usize, quote: usize, big: bool },
+    /// An ICMP error about an earlier frame: from its receiver (the peer), a router, or
+    /// any host; to its sender or any host.
+    Error { from: ErrorFrom, to_sender: bool, dst: usize, quote: usize, big: bool },
     FragFirst { src: usize, dst: usize, id: u16 },
     FragLater { src: usize, dst: usize, id: u16 },
     Nd { src: usize, dst: usize, hop: u8 },
     Dhcp { src: usize, dst: usize, to_server: bool },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum ErrorFrom {
+    Peer,
+    Router(usize),
+    Host(usize),
 }
 
 #[derive(Clone, Debug)]
@@ -227,6 +236,20 @@ enum Event {
     Frame { spec: Spec, at: Option<(u16, bool)>, vlan: Option<u16> },
     Reload(u16),
     Clock { mono_s: u64, wall_s: i64 },
+}
+
+/// The routers of the ports, as hosts.
+const ROUTERS: [usize; 5] = [2, 7, 12, 14, 17];
+
+/// Ends for fragmented datagrams: mostly ones a menu rule allows, either way round.
+fn frag_ends() -> impl Strategy<Value = (usize, usize)> {
+    let h = 0..HOSTS.len();
+    prop_oneof![
+        2 => Just((4, 11)),  // lgwan → dns (lgwan-dns)
+        2 => Just((13, 12)), // mgmt → sanitization (mgmt-any)
+        1 => Just((11, 4)),
+        1 => (h.clone(), h),
+    ]
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
@@ -248,9 +271,16 @@ fn spec() -> impl Strategy<Value = Spec> {
             .prop_map(|(src, sport, dst, dport)| Spec::Udp { src, sport, dst, dport }),
         2 => (h.clone(), h.clone(), 0..3u16, any::<bool>()).prop_map(|(src, dst, ident, reply)| Spec::Echo { src, dst, ident, reply }),
         1 => (h.clone(), h.clone(), prop::sample::select(vec![5u8, 13, 17])).prop_map(|(src, dst, ty)| Spec::Query { src, dst, ty }),
-        3 => (h.clone(), h.clone(), 0..64usize, any::<bool>()).prop_map(|(src, dst, quote, big)| Spec::Error { src, dst, quote, big }),
-        1 => (h.clone(), h.clone(), 0..3u16).prop_map(|(src, dst, id)| Spec::FragFirst { src, dst, id }),
-        2 => (h.clone(), h.clone(), 0..3u16).prop_map(|(src, dst, id)| Spec::FragLater { src, dst, id }),
+        4 => (
+            prop_oneof![3 => Just(ErrorFrom::Peer), 1 => (0..ROUTERS.len()).prop_map(ErrorFrom::Router), 1 => h.clone().prop_map(ErrorFrom::Host)],
+            prop::bool::weighted(0.8),
+            h.clone(),
+            0..64usize,
+            prop::bool::weighted(0.1),
+        )
+            .prop_map(|(from, to_sender, dst, quote, big)| Spec::Error { from, to_sender, dst, quote, big }),
+        2 => (frag_ends(), 0..3u16).prop_map(|((src, dst), id)| Spec::FragFirst { src, dst, id }),
+        3 => (frag_ends(), 0..3u16).prop_map(|((src, dst), id)| Spec::FragLater { src, dst, id }),
         1 => (h.clone(), h.clone(), prop::sample::select(vec![255u8, 64, 1])).prop_map(|(src, dst, hop)| Spec::Nd { src, dst, hop }),
         1 => (h.clone(), h, any::<bool>()).prop_map(|(src, dst, to_server)| Spec::Dhcp { src, dst, to_server }),
     ]
@@ -260,7 +290,7 @@ fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         30 => (spec(), prop::option::weighted(0.3, (0..5u16, any::<bool>())), prop::option::weighted(0.05, 0..3u16))
             .prop_map(|(spec, at, vlan)| Event::Frame { spec, at, vlan }),
-        1 => (0..(1u16 << MENU.len())).prop_map(Event::Reload),
+        2 => (0..(1u16 << MENU.len())).prop_map(Event::Reload),
         2 => (prop::sample::select(vec![0u64, 1, 20, 40, 4000]), prop::sample::select(vec![0i64, 1, 40, -3600, 86_400]))
             .prop_map(|(mono_s, wall_s)| Event::Clock { mono_s, wall_s }),
     ]
@@ -376,18 +406,24 @@ impl Builder {
                 meta(src, dst, 1, 0, 0, Kind::Query),
                 None,
             ),
-            Spec::Error { src, dst, quote, big } if same_family(src, dst) && !self.history.is_empty() => {
+            Spec::Error { from, to_sender, dst, quote, big } if !self.history.is_empty() => {
                 let (qframe, qmeta) = self.history[quote % self.history.len()].clone();
-                if qmeta.src.is_ipv4() != host(src).is_ipv4() {
+                let src = match from {
+                    ErrorFrom::Peer => qmeta.dst,
+                    ErrorFrom::Router(r) => host(ROUTERS[r]),
+                    ErrorFrom::Host(h) => host(h),
+                };
+                let dst = if to_sender { qmeta.src } else { host(dst) };
+                if src.is_ipv4() != qmeta.src.is_ipv4() || dst.is_ipv4() != src.is_ipv4() || qframe.len() < 14 + 28 {
                     return None;
                 }
                 let q = ip_packet(&qframe);
-                let take = q.len().min(if qmeta.src.is_ipv4() { 48 } else { 68 });
+                let take = q.len().min(if src.is_ipv4() { 48 } else { 68 });
                 let data = [&q[..take], &vec![0u8; if big { 1300 } else { 0 }][..]].concat();
-                let ty = if host(src).is_ipv4() { 3 } else { 1 };
-                let f = icmp(HOSTS[src], HOSTS[dst], ty, 3, [0; 4], &data, 64);
-                let proto = if host(src).is_ipv4() { 1 } else { 58 };
-                (f, meta(src, dst, proto, 0, 0, Kind::Error { big }), Some(qmeta))
+                let (ty, proto) = if src.is_ipv4() { (3, 1) } else { (1, 58) };
+                let f = icmp(&src.to_string(), &dst.to_string(), ty, 3, [0; 4], &data, 64);
+                let m = Meta { src, dst, proto, sport: 0, dport: 0, kind: Kind::Error { big } };
+                (f, m, Some(qmeta))
             }
             Spec::FragFirst { src, dst, id } if host(src).is_ipv4() && host(dst).is_ipv4() => {
                 let (s, d) = (as_v4(src), as_v4(dst));
@@ -703,11 +739,11 @@ fn run(mask: u16, events: &[Event]) -> Result<(), TestCaseError> {
             }
             Event::Frame { spec, at, vlan } => {
                 let Some((frame, meta, quoted)) = builder.build(spec) else { continue };
+                builder.history.push((frame.clone(), meta.clone()));
                 let frame = match vlan {
                     Some(v) => sekisho_testkit::vlan(&frame, 0x8100, *v),
                     None => frame,
                 };
-                builder.history.push((frame.clone(), meta.clone()));
                 let hops = match at {
                     Some((p, inside)) => vec![(*p, if *inside { Side::Inside } else { Side::Outside })],
                     None => natural(&model, &meta),
