@@ -99,6 +99,9 @@ fn class_1_icmp_errors_are_not_a_data_channel() {
     crossing(&e, now, &small, &[(inside("lgwan"), "deny:icmp-third-party")]);
     // Even arriving at the mynumber port directly, past the lgwan port.
     expect(&e, now, outside("mynumber"), &small, Drop, "deny:icmp-third-party");
+    // Forged on the mynumber host's own side in the name of its peer: the wrong side.
+    let forged_peer = unreachable(LG_JUKI, MN_BATCH, &quote(&segment, 48), 0);
+    expect(&e, now, inside("mynumber"), &forged_peer, Drop, "deny:spoofed-source");
     // The peer itself may report a problem with the segment; its own router too.
     let from_peer = unreachable(LG_JUKI, MN_BATCH, &quote(&segment, 48), 0);
     crossing(
