@@ -249,3 +249,53 @@ impl fmt::Display for EndpointName<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod docs {
+    //! The configuration documents name every key, code and reason sekisho knows.
+
+    use crate::raw::{
+        fields_of, RawDaemon, RawException, RawFlow, RawLeg, RawLink, RawPath, RawPort, RawRule, RawService,
+        RawZone,
+    };
+    use crate::{ErrorCode, Reason, WarningCode};
+
+    const DOCS: [(&str, &str); 2] = [
+        ("docs/configuration.md", include_str!("../../../docs/configuration.md")),
+        ("docs/ja/設定.md", include_str!("../../../docs/ja/設定.md")),
+    ];
+
+    #[test]
+    fn every_key_code_and_reason_is_documented() {
+        let keys = [
+            fields_of::<RawDaemon>(),
+            fields_of::<RawFlow>(),
+            fields_of::<RawLink>(),
+            fields_of::<RawZone>(),
+            fields_of::<RawPort>(),
+            fields_of::<RawService>(),
+            fields_of::<RawPath>(),
+            fields_of::<RawLeg>(),
+            fields_of::<RawException>(),
+            fields_of::<RawRule>(),
+        ];
+        for (doc, text) in DOCS {
+            for key in keys.iter().flat_map(|k| k.iter()) {
+                let written = if *key == "leg" { "[[path.leg]]".to_owned() } else { format!("`{key}`") };
+                assert!(text.contains(&written), "{doc} does not document key {written}");
+            }
+            for c in ErrorCode::ALL {
+                assert!(text.contains(c.as_str()), "{doc} does not explain {c}");
+            }
+            for c in WarningCode::ALL {
+                assert!(text.contains(c.as_str()), "{doc} does not explain {c}");
+            }
+            for r in Reason::CODES {
+                assert!(text.contains(&format!("`{r}")), "{doc} does not list reason {r}");
+            }
+            for banned in ["DESIGN.md", "../shared", "issue"] {
+                assert!(!text.contains(banned), "{doc} mentions {banned:?}: the repository must stand alone");
+            }
+        }
+    }
+}

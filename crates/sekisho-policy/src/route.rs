@@ -296,8 +296,13 @@ impl<'a> Analysis<'a> {
             match hops.get(k + 1) {
                 Some(&(next, next_end, _, _)) => {
                     let leave = self.edges.get(next).map(|n| n.end(next_end));
+                    // The relay: one host both edges hold when there is one, otherwise the
+                    // arriving end reaching the leaving one inside the zone.
                     let relay = match leave {
-                        Some(l) if l == arrive => format!("relay {}", self.part_text(arrive, after)),
+                        Some(l) if covers(l, arrive, after) => {
+                            format!("relay {}", self.part_text(arrive, after))
+                        }
+                        Some(l) if covers(arrive, l, after) => format!("relay {}", self.part_text(l, after)),
                         Some(l) => format!(
                             "relay {}, which reaches {} (intra-zone)",
                             self.part_text(arrive, after),
@@ -543,6 +548,15 @@ impl<'a> Analysis<'a> {
             }
         }
         self.out.warnings.extend(warnings);
+    }
+}
+
+/// Whether endpoint `outer` holds every address of `inner` that lies in zone `z`.
+fn covers(outer: &Endpoint, inner: &Endpoint, z: ZoneId) -> bool {
+    match (outer, inner) {
+        (Endpoint::Zone(y), _) => *y == z,
+        (Endpoint::Net(_), Endpoint::Zone(_)) => false,
+        (Endpoint::Net(o), Endpoint::Net(i)) => o.prefix() <= i.prefix() && o.contains(i.network()),
     }
 }
 

@@ -143,9 +143,9 @@ fn a_longer_chain_through_two_zones_is_found() {
         "route \"internet\" ⇄ \"lgwan\"",
         &[
             "203.0.113.80 in zone \"internet\" ⇄ rule \"vendor\"",
-            "relay 198.18.50.10 in zone \"management\", which reaches zone:management (intra-zone)",
+            "⇄ relay 198.18.50.10 in zone \"management\" ⇄",
             "rule \"mgmt-ssh\" (zone:management → zone:sanitization, service ssh)",
-            "relay any host of zone \"sanitization\", which reaches 198.18.40.10 (intra-zone)",
+            "⇄ relay 198.18.40.10 in zone \"sanitization\" ⇄",
             "rule \"sz-lg\"",
         ],
     );

@@ -177,7 +177,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
             None => serde_json::Value::Null,
         };
         let doc = json!({
-            "proto": args.proto,
+            "proto": args.proto.to_ascii_lowercase(),
             "src": src.to_string(),
             "dst": dst.to_string(),
             "dport": dport,

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -634,6 +634,67 @@ fn detail(policy: &Policy, f: &FlowRecord) -> Detail {
     Detail { src_zone: zone(f.src), dst_zone: zone(f.dst), decided_by, decided_by_json, lapsed }
 }
 
+/// The `--json` document. Its keys are stable: scripts read them.
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    mode: &'static str,
+    time: String,
+    packets: u64,
+    forwarded: u64,
+    dropped: u64,
+    monitored: u64,
+    drop_reasons: &'a BTreeMap<String, u64>,
+    reasons: &'a BTreeMap<String, u64>,
+    connections: serde_json::Value,
+    flows_omitted: serde_json::Value,
+    initiators_forgotten: u64,
+    flows: FlowList<'a>,
+    files: Vec<serde_json::Value>,
+}
+
+/// The connection list, serialised one connection at a time.
+struct FlowList<'a> {
+    policy: &'a Policy,
+    flows: &'a [FlowRecord],
+}
+
+impl serde::Serialize for FlowList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.flows.len()))?;
+        for f in self.flows {
+            seq.serialize_element(&flow_json(self.policy, f))?;
+        }
+        seq.end()
+    }
+}
+
+fn flow_json(policy: &Policy, f: &FlowRecord) -> serde_json::Value {
+    let name = |r: Reason| policy.reason_name(r).to_string();
+    let d = detail(policy, f);
+    json!({
+        "proto": proto_name(f.proto),
+        "src": f.src.to_string(),
+        "dst": f.dst.to_string(),
+        "sport": f.sport,
+        "dport": f.dport,
+        "packets": f.packets,
+        "forwarded": f.forwarded,
+        "dropped": f.dropped,
+        "monitored": f.monitored,
+        "verdict": if f.reason().allowed() { "allow" } else { "deny" },
+        "would_drop": f.verdict() == "would drop",
+        "reason": name(f.reason()),
+        "first_reason": name(f.first_reason),
+        "src_zone": d.src_zone,
+        "dst_zone": d.dst_zone,
+        "decided_by": d.decided_by_json,
+        "lapsed_exception": d.lapsed.map(|l| l.1),
+        "first_seen": f.first_seen.to_jst(),
+        "last_seen": f.last_seen.to_jst(),
+    })
+}
+
 /// Reasons in report order: denies first, then by number of connections (most first),
 /// then by name.
 fn grouped<'a>(policy: &Policy, flows: &'a [FlowRecord]) -> Vec<(String, bool, Vec<&'a FlowRecord>)> {
@@ -698,34 +759,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let monitor = policy.mode() == Mode::Monitor;
     let broken = files.iter().any(|f| f.error.is_some());
     if args.json {
-        let flows: Vec<_> = replay
-            .flows
-            .iter()
-            .map(|f| {
-                let d = detail(policy, f);
-                json!({
-                    "proto": proto_name(f.proto),
-                    "src": f.src.to_string(),
-                    "dst": f.dst.to_string(),
-                    "sport": f.sport,
-                    "dport": f.dport,
-                    "packets": f.packets,
-                    "forwarded": f.forwarded,
-                    "dropped": f.dropped,
-                    "monitored": f.monitored,
-                    "verdict": if f.reason().allowed() { "allow" } else { "deny" },
-                    "would_drop": f.verdict() == "would drop",
-                    "reason": name(f.reason()),
-                    "first_reason": name(f.first_reason),
-                    "src_zone": d.src_zone,
-                    "dst_zone": d.dst_zone,
-                    "decided_by": d.decided_by_json,
-                    "lapsed_exception": d.lapsed.map(|l| l.1),
-                    "first_seen": f.first_seen.to_jst(),
-                    "last_seen": f.last_seen.to_jst(),
-                })
-            })
-            .collect();
         let mut denied_by_reason: BTreeMap<&str, usize> = BTreeMap::new();
         for (reason, allowed, list) in &groups {
             if !allowed {
@@ -736,32 +769,38 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
             .iter()
             .map(|f| json!({ "file": f.path, "packets": f.packets, "unsupported_link_type": f.unsupported, "error": f.error }))
             .collect();
-        let doc = json!({
-            "mode": policy.mode().as_str(),
-            "time": match at { Some(t) => format!("shifted: first packet at {}", t.to_jst()), None => "capture".to_owned() },
-            "packets": replay.packets,
-            "forwarded": replay.forwarded,
-            "dropped": replay.dropped,
-            "monitored": replay.monitored,
-            "drop_reasons": drop_reasons,
-            "reasons": all_reasons,
-            "connections": {
+        let report = JsonReport {
+            mode: policy.mode().as_str(),
+            time: match at {
+                Some(t) => format!("shifted: first packet at {}", t.to_jst()),
+                None => "capture".to_owned(),
+            },
+            packets: replay.packets,
+            forwarded: replay.forwarded,
+            dropped: replay.dropped,
+            monitored: replay.monitored,
+            drop_reasons: &drop_reasons,
+            reasons: &all_reasons,
+            connections: json!({
                 "listed": replay.flows.len(),
                 "allowed": replay.flows.len() - denied,
                 "denied": denied,
                 "would_drop": would_drop,
                 "denied_by_reason": denied_by_reason,
-            },
-            "flows_omitted": {
+            }),
+            flows_omitted: json!({
                 "max_flows": replay.max_flows,
                 "packets": omitted_packets,
                 "by_reason": omitted,
-            },
-            "initiators_forgotten": replay.router.initiators.forgotten,
-            "flows": flows,
-            "files": files_json,
-        });
-        println!("{doc:#}");
+            }),
+            initiators_forgotten: replay.router.initiators.forgotten,
+            flows: FlowList { policy, flows: &replay.flows },
+            files: files_json,
+        };
+        // Streamed: one connection's JSON at a time, never the whole list at once.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer_pretty(&mut out, &report).context("cannot write the report")?;
+        writeln!(out).and_then(|()| out.flush()).context("cannot write the report")?;
     } else {
         print_connections(policy, &groups, replay.flows.len(), denied, would_drop, monitor);
         if omitted_packets > 0 {
@@ -818,46 +857,44 @@ fn print_connections(
     let monitor_note =
         if monitor { format!("; monitor mode: {would_drop} would drop") } else { String::new() };
     println!("connections {listed} — denied {denied}, allowed {}{monitor_note}", listed - denied);
-    let rows: Vec<Vec<String>> = groups
-        .iter()
-        .flat_map(|(_, _, list)| list.iter())
-        .map(|f| {
-            let d = detail(policy, f);
-            let zones = format!(
-                "{} -> {}",
-                d.src_zone.as_deref().unwrap_or("(no zone)"),
-                d.dst_zone.as_deref().unwrap_or("(no zone)")
-            );
-            let mut what = d.decided_by;
-            if let Some((l, _)) = d.lapsed {
-                what = if what.is_empty() { l } else { format!("{l}; {what}") };
-            }
-            vec![
-                proto_name(f.proto),
-                endpoint(f.src, f.sport, f.proto),
-                endpoint(f.dst, f.dport, f.proto),
-                zones,
-                f.verdict().to_owned(),
-                f.first_seen.to_jst(),
-                f.last_seen.to_jst(),
-                format!("fwd {}", f.forwarded),
-                format!("drop {}", f.dropped),
-                what,
-            ]
-        })
-        .collect();
-    let widths: Vec<usize> = (0..10)
-        .map(|c| rows.iter().map(|r| r.get(c).map_or(0, |x| x.chars().count())).max().unwrap_or(0))
-        .collect();
-    let mut row = rows.iter();
+    let cells = |f: &FlowRecord| -> [String; 10] {
+        let d = detail(policy, f);
+        let zones = format!(
+            "{} -> {}",
+            d.src_zone.as_deref().unwrap_or("(no zone)"),
+            d.dst_zone.as_deref().unwrap_or("(no zone)")
+        );
+        let mut what = d.decided_by;
+        if let Some((l, _)) = d.lapsed {
+            what = if what.is_empty() { l } else { format!("{l}; {what}") };
+        }
+        [
+            proto_name(f.proto),
+            endpoint(f.src, f.sport, f.proto),
+            endpoint(f.dst, f.dport, f.proto),
+            zones,
+            f.verdict().to_owned(),
+            f.first_seen.to_jst(),
+            f.last_seen.to_jst(),
+            format!("fwd {}", f.forwarded),
+            format!("drop {}", f.dropped),
+            what,
+        ]
+    };
+    // Two passes (column widths, then lines) so that no table is held in memory.
+    let mut widths = [0usize; 10];
+    for f in groups.iter().flat_map(|(_, _, list)| list.iter()) {
+        for (w, c) in widths.iter_mut().zip(cells(f).iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
     for (reason, _, list) in groups {
         let noun = if list.len() == 1 { "connection" } else { "connections" };
         println!("{reason} — {} {noun}", list.len());
-        for _ in 0..list.len() {
-            let Some(cells) = row.next() else { break };
+        for f in list {
+            let cells = cells(f);
             let mut line = String::from("  ");
-            for (c, cell) in cells.iter().enumerate() {
-                let w = widths.get(c).copied().unwrap_or(0);
+            for (c, (cell, w)) in cells.iter().zip(widths).enumerate() {
                 if c + 1 == cells.len() {
                     line += cell;
                 } else if c == 1 {
