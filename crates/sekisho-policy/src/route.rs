@@ -139,25 +139,25 @@ struct Analysis<'a> {
 
 impl<'a> Analysis<'a> {
     fn new(input: &'a Input<'a>) -> Analysis<'a> {
-        let service =
-            |id: crate::model::ServiceId| input.services.get(id.index()).map_or("?", |s| s.name.as_str());
-        let mut edges = Vec::with_capacity(input.rules.len() + input.exceptions.len());
-        for r in input.rules {
-            edges.push(Edge {
-                label: format!("rule {:?}", r.name),
-                ends: [&r.from, &r.to],
-                reach: [touched(&r.from, input.prefixes), touched(&r.to, input.prefixes)],
-                service: service(r.service),
-            });
-        }
-        for x in input.exceptions {
-            edges.push(Edge {
-                label: format!("exception {:?}", x.name),
-                ends: [&x.from, &x.to],
-                reach: [touched(&x.from, input.prefixes), touched(&x.to, input.prefixes)],
-                service: service(x.service),
-            });
-        }
+        let edge =
+            |label: String, from: &'a Endpoint, to: &'a Endpoint, service: crate::model::ServiceId| Edge {
+                label,
+                ends: [from, to],
+                reach: [touched(from, input.prefixes), touched(to, input.prefixes)],
+                service: input.services.get(service.index()).map_or("?", |s| s.name.as_str()),
+            };
+        // Rules first, then exceptions: `mynumber` relies on this order.
+        let edges: Vec<Edge<'a>> = input
+            .rules
+            .iter()
+            .map(|r| edge(format!("rule {:?}", r.name), &r.from, &r.to, r.service))
+            .chain(
+                input
+                    .exceptions
+                    .iter()
+                    .map(|x| edge(format!("exception {:?}", x.name), &x.from, &x.to, x.service)),
+            )
+            .collect();
         let mut adjacent = vec![Vec::new(); input.zones.len()];
         for (i, e) in edges.iter().enumerate() {
             for end in [End::From, End::To] {

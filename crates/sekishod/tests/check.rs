@@ -132,18 +132,20 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// Runs `sekishod explain -c configs/lab.toml ARGS`.
+fn explain_lab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sekishod"))
+        .arg("explain")
+        .arg("-c")
+        .arg(repo_root().join("configs/lab.toml"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn explain_answers_with_exit_codes_and_json() {
-    let lab = repo_root().join("configs/lab.toml");
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_sekishod"))
-            .arg("explain")
-            .arg("-c")
-            .arg(&lab)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| explain_lab(args);
     let out = run(&["--proto", "tcp", "--src", "198.18.20.5", "--dst", "198.18.40.20:443", "--json"]);
     assert_eq!(out.status.code(), Some(0));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -212,16 +214,7 @@ fn warnings_print_with_their_codes_and_strict_refuses_them() {
 
 #[test]
 fn explain_shows_expiry_and_the_exception_that_lapsed() {
-    let lab = repo_root().join("configs/lab.toml");
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_sekishod"))
-            .arg("explain")
-            .arg("-c")
-            .arg(&lab)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| explain_lab(args);
     let out =
         run(&["--proto", "TCP", "--src", "198.18.10.5", "--dst", "198.18.20.30:22", "--at", "2027-03-31"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -239,32 +232,24 @@ fn explain_shows_expiry_and_the_exception_that_lapsed() {
         text.contains("lapsed      exception \"juki-batch\" (approval R8-情政-012) allowed this connection until it expired (2027-03-31)"),
         "{text}"
     );
-    let out = run(&[
-        "--proto",
-        "tcp",
-        "--src",
-        "198.18.10.5",
-        "--dst",
-        "198.18.20.30:22",
-        "--at",
-        "2027-04-01",
-        "--json",
-    ]);
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let juki_json = |at: &str| {
+        let out = run(&[
+            "--proto",
+            "tcp",
+            "--src",
+            "198.18.10.5",
+            "--dst",
+            "198.18.20.30:22",
+            "--at",
+            at,
+            "--json",
+        ]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let doc = juki_json("2027-04-01");
     assert_eq!(doc["lapsed_exception"]["name"], "juki-batch");
     assert_eq!(doc["lapsed_exception"]["expired"], "2027-03-31");
-    let out = run(&[
-        "--proto",
-        "tcp",
-        "--src",
-        "198.18.10.5",
-        "--dst",
-        "198.18.20.30:22",
-        "--at",
-        "2027-03-01",
-        "--json",
-    ]);
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = juki_json("2027-03-01");
     assert_eq!(doc["exception"]["expires"], "2027-03-31");
     assert!(doc["lapsed_exception"].is_null());
     // IPv6 endpoints are bracketed with their ports

@@ -71,6 +71,19 @@ fn replay(config: &Path, extra: &[&str], pcaps: &[&Path]) -> (i32, Value) {
     (out.status.code().unwrap_or(-1), doc)
 }
 
+/// Runs `sekishod replay` (text report) and returns (exit code, stdout).
+fn replay_text(config: &Path, extra: &[&str], pcaps: &[&Path]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sekishod"))
+        .arg("replay")
+        .args(extra)
+        .arg("-c")
+        .arg(config)
+        .args(pcaps)
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// The reason recorded for the flow from `src` to `dst` (by address and destination port).
 fn flow_reason(doc: &Value, src: &str, dst: &str, dport: u64) -> String {
     let flows = doc["flows"].as_array().unwrap();
@@ -342,13 +355,7 @@ fn each_packet_is_judged_at_its_capture_time() {
     assert_eq!(flow(&doc, 40001)["reason"], "allow:exception:juki-batch");
 
     // the text report: connections first, grouped by reason, with what decided them
-    let out = Command::new(env!("CARGO_BIN_EXE_sekishod"))
-        .args(["replay", "-c"])
-        .arg(&config)
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, text) = replay_text(&config, &[], &[&pcap]);
     assert!(
         text.starts_with("connections 2 — denied 2, allowed 0\ndeny:mynumber-isolation — 2 connections\n"),
         "{text}"
@@ -380,13 +387,7 @@ fn monitor_mode_flows_are_marked_would_drop() {
     let allowed = flow(&doc, 41000);
     assert_eq!((&allowed["would_drop"], &allowed["monitored"]), (&Value::from(false), &Value::from(0)));
     assert_eq!(doc["connections"]["would_drop"], 1);
-    let out = Command::new(env!("CARGO_BIN_EXE_sekishod"))
-        .args(["replay", "-c"])
-        .arg(&monitor)
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, text) = replay_text(&monitor, &[], &[&pcap]);
     assert!(text.contains("; monitor mode: 1 would drop"), "{text}");
     let row = text.lines().find(|l| l.contains("198.18.20.5:40000")).unwrap();
     assert!(row.contains("would drop") && row.contains("lgwan -> internet"), "{row}");
@@ -492,13 +493,7 @@ fn the_connection_list_is_bounded_and_says_what_it_cut() {
     assert_eq!(doc["flows_omitted"]["packets"], 2490);
     assert_eq!(doc["flows_omitted"]["by_reason"]["allow:intra-zone"], 1990);
     assert_eq!(doc["flows_omitted"]["by_reason"]["deny:unsanitized-crossing"], 500);
-    let out = Command::new(env!("CARGO_BIN_EXE_sekishod"))
-        .args(["replay", "--max-flows", "10", "-c"])
-        .arg(&config)
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, text) = replay_text(&config, &["--max-flows", "10"], &[&pcap]);
     assert!(
         text.contains("not listed: connections beyond --max-flows 10: 2490 packets (allow:intra-zone 1990, deny:unsanitized-crossing 500)"),
         "{text}"
