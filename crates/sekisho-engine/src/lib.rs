@@ -252,7 +252,12 @@ impl Engine {
         let counters = counters::Counters::new(policy.ports().len());
         let next_expiry = next_expiry(&policy, None);
         Engine {
-            loaded: ArcSwap::from_pointee(Loaded { policy: Arc::new(policy), generation: 1, next_expiry, since: 0 }),
+            loaded: ArcSwap::from_pointee(Loaded {
+                policy: Arc::new(policy),
+                generation: 1,
+                next_expiry,
+                since: 0,
+            }),
             next_generation: AtomicU32::new(2),
             flows,
             fragments,

@@ -211,17 +211,56 @@ enum TcpStep {
 
 #[derive(Clone, Debug)]
 enum Spec {
-    Tcp { pair: usize, step: TcpStep },
-    Udp { src: usize, sport: u16, dst: usize, dport: u16 },
-    Echo { src: usize, dst: usize, ident: u16, reply: bool },
-    Query { src: usize, dst: usize, ty: u8 },
+    Tcp {
+        pair: usize,
+        step: TcpStep,
+    },
+    Udp {
+        src: usize,
+        sport: u16,
+        dst: usize,
+        dport: u16,
+    },
+    Echo {
+        src: usize,
+        dst: usize,
+        ident: u16,
+        reply: bool,
+    },
+    Query {
+        src: usize,
+        dst: usize,
+        ty: u8,
+    },
     /// An ICMP error about an earlier frame: from its receiver (the peer), a router, or
     /// any host; to its sender or any host.
-    Error { from: ErrorFrom, to_sender: bool, dst: usize, quote: usize, big: bool },
-    FragFirst { src: usize, dst: usize, id: u16 },
-    FragLater { src: usize, dst: usize, id: u16 },
-    Nd { src: usize, dst: usize, hop: u8 },
-    Dhcp { src: usize, dst: usize, to_server: bool },
+    Error {
+        from: ErrorFrom,
+        to_sender: bool,
+        dst: usize,
+        quote: usize,
+        big: bool,
+    },
+    FragFirst {
+        src: usize,
+        dst: usize,
+        id: u16,
+    },
+    FragLater {
+        src: usize,
+        dst: usize,
+        id: u16,
+    },
+    Nd {
+        src: usize,
+        dst: usize,
+        hop: u8,
+    },
+    Dhcp {
+        src: usize,
+        dst: usize,
+        to_server: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -414,7 +453,10 @@ impl Builder {
                     ErrorFrom::Host(h) => host(h),
                 };
                 let dst = if to_sender { qmeta.src } else { host(dst) };
-                if src.is_ipv4() != qmeta.src.is_ipv4() || dst.is_ipv4() != src.is_ipv4() || qframe.len() < 14 + 28 {
+                if src.is_ipv4() != qmeta.src.is_ipv4()
+                    || dst.is_ipv4() != src.is_ipv4()
+                    || qframe.len() < 14 + 28
+                {
                     return None;
                 }
                 let q = ip_packet(&qframe);
@@ -529,11 +571,14 @@ struct Opened {
     side: Side,
 }
 
+/// A forwarded first fragment: (port, side, source, destination, identification).
+type FirstKey = (u16, Side, IpAddr, IpAddr, u16);
+
 struct Model {
     policy: Policy,
     conns: HashMap<ConnKey, HashSet<Opened>>,
     /// Forwarded first fragments: (port, side, src, dst, id) → (parent key, mono).
-    firsts: HashMap<(u16, Side, IpAddr, IpAddr, u16), (ConnKey, Opened, u64)>,
+    firsts: HashMap<FirstKey, (ConnKey, Opened, u64)>,
 }
 
 impl Model {

@@ -1,8 +1,9 @@
-//! sekisho's zone policy: the TOML configuration contract of DESIGN.md section 2,
-//! validated against the 三層分離 invariants and compiled for fast decisions.
+//! sekisho's zone policy: the TOML configuration contract of docs/configuration.md,
+//! validated against the 三層分離 invariants — item by item and, by the route analysis,
+//! as a whole — and compiled for fast decisions.
 //!
 //! Pure: no I/O and no clock. The caller reads the file ([`load_str`]) and passes
-//! the time in ([`Policy::decide`]).
+//! the time in ([`Policy::decide`], [`Policy::warnings`]).
 //!
 //! ```
 //! use sekisho_policy::{load_str, Connection, Timestamp};
@@ -30,6 +31,7 @@ mod load;
 mod model;
 mod raw;
 mod reason;
+mod route;
 mod time;
 
 use std::fmt;
@@ -37,14 +39,19 @@ use std::net::IpAddr;
 
 pub use ipnetwork;
 
-pub use crate::error::{ConfigError, ConfigErrors};
-pub use crate::load::{load_str, DEFAULT_CONTROL_SOCKET, MAX_FLOW_CAPACITY, MAX_FLOW_TIMEOUT_S};
+pub use crate::error::{ConfigError, ConfigErrors, ConfigWarning, ErrorCode, WarningCode};
+pub use crate::load::{
+    load_str, DEFAULT_CONTROL_SOCKET, MAX_EXCEPTION_HOSTS, MAX_FLOW_CAPACITY, MAX_FLOW_TIMEOUT_S,
+};
 pub use crate::model::{
     App, Connection, Endpoint, Exception, ExceptionId, FlowSettings, Leg, Method, Mode, Path, PathId, Port,
     PortId, PortRange, PortSide, Proto, Rule, RuleId, Service, ServiceId, Zone, ZoneId, ZoneKind,
 };
 pub use crate::reason::{Decision, Reason, ReasonName};
 pub use crate::time::Timestamp;
+
+/// How long before an exception's expiry `sekishod check` starts warning: 30 days.
+pub const EXPIRY_NOTICE: Timestamp = Timestamp::from_secs(30 * 86_400);
 
 /// A validated, compiled policy. Build one with [`load_str`].
 #[derive(Clone, Debug)]
@@ -60,6 +67,8 @@ pub struct Policy {
     exceptions: Vec<Exception>,
     rules: Vec<Rule>,
     compiled: compile::Compiled,
+    /// Warnings that do not depend on the time (see [`Policy::warnings`]).
+    warnings: Vec<ConfigWarning>,
 }
 
 impl Policy {
@@ -157,6 +166,59 @@ impl Policy {
         self.compiled.decide(conn, now)
     }
 
+    /// What `sekishod check` warns about at wall-clock time `now` (the policy loads, but
+    /// probably does not say what its author meant): nested zone prefixes, unused
+    /// services, paths that never chain, zone-wide routes from an exception's landing
+    /// host, and exceptions that have expired or expire within [`EXPIRY_NOTICE`].
+    pub fn warnings(&self, now: Timestamp) -> Vec<ConfigWarning> {
+        let mut out = self.warnings.clone();
+        for x in &self.exceptions {
+            let Some(end) = x.expires else { continue };
+            let item = format!("exception {:?}", x.name);
+            let when = end.expiry_text();
+            if now >= end {
+                out.push(ConfigWarning {
+                    code: WarningCode::ExceptionExpired,
+                    item,
+                    message: format!(
+                        "expired ({when}, approval {}): it matches nothing any more and connections \
+                         that relied on it are refused; remove it, or renew the approval and its date",
+                        x.approval
+                    ),
+                });
+            } else if end.0 - now.0 <= EXPIRY_NOTICE.0 {
+                let days = (end.0 - now.0).div_ceil(86_400 * 1_000_000_000);
+                let unit = if days == 1 { "day" } else { "days" };
+                out.push(ConfigWarning {
+                    code: WarningCode::ExceptionExpiring,
+                    item,
+                    message: format!(
+                        "expires {when} (within {days} {unit}, approval {}): connections that rely on \
+                         it are cut then; renew the approval (年度末!) or plan the cut-over",
+                        x.approval
+                    ),
+                });
+            }
+        }
+        out
+    }
+
+    /// The exception that would allow `conn` but has expired at `now` (the first one in
+    /// file order), to say why a connection that used to pass is now refused.
+    pub fn lapsed_exception(&self, conn: &Connection, now: Timestamp) -> Option<ExceptionId> {
+        let zi = self.zone_of(conn.initiator);
+        let zr = self.zone_of(conn.responder);
+        self.exceptions
+            .iter()
+            .position(|x| {
+                !x.is_active(now)
+                    && x.from.matches(zi, conn.initiator)
+                    && x.to.matches(zr, conn.responder)
+                    && self.service(x.service).is_some_and(|s| s.matches(conn.protocol, conn.responder_port))
+            })
+            .map(|i| ExceptionId(i as u16))
+    }
+
     /// The full reason name: `allow:path:mail-textify/1`, `deny:no-rule`, ...
     pub fn reason_name(&self, reason: Reason) -> ReasonName<'_> {
         ReasonName { policy: self, reason }
@@ -184,6 +246,56 @@ impl fmt::Display for EndpointName<'_> {
             },
             Endpoint::Net(n) if self.endpoint.is_single_host() => write!(f, "{}", n.ip()),
             Endpoint::Net(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod docs {
+    //! The configuration documents name every key, code and reason sekisho knows.
+
+    use crate::raw::{
+        fields_of, RawDaemon, RawException, RawFlow, RawLeg, RawLink, RawPath, RawPort, RawRule, RawService,
+        RawZone,
+    };
+    use crate::{ErrorCode, Reason, WarningCode};
+
+    const DOCS: [(&str, &str); 2] = [
+        ("docs/configuration.md", include_str!("../../../docs/configuration.md")),
+        ("docs/ja/設定.md", include_str!("../../../docs/ja/設定.md")),
+    ];
+
+    #[test]
+    fn every_key_code_and_reason_is_documented() {
+        let keys = [
+            fields_of::<RawDaemon>(),
+            fields_of::<RawFlow>(),
+            fields_of::<RawLink>(),
+            fields_of::<RawZone>(),
+            fields_of::<RawPort>(),
+            fields_of::<RawService>(),
+            fields_of::<RawPath>(),
+            fields_of::<RawLeg>(),
+            fields_of::<RawException>(),
+            fields_of::<RawRule>(),
+        ];
+        for (doc, text) in DOCS {
+            for key in keys.iter().flat_map(|k| k.iter()) {
+                let written = if *key == "leg" { "[[path.leg]]".to_owned() } else { format!("`{key}`") };
+                assert!(text.contains(&written), "{doc} does not document key {written}");
+            }
+            for c in ErrorCode::ALL {
+                assert!(text.contains(c.as_str()), "{doc} does not explain {c}");
+            }
+            for c in WarningCode::ALL {
+                assert!(text.contains(c.as_str()), "{doc} does not explain {c}");
+            }
+            for r in Reason::CODES {
+                assert!(text.contains(&format!("`{r}")), "{doc} does not list reason {r}");
+            }
+            for banned in ["DESIGN.md", "../shared", "issue"] {
+                assert!(!text.contains(banned), "{doc} mentions {banned:?}: the repository must stand alone");
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use ipnetwork::IpNetwork;
 use serde::de::DeserializeOwned;
 
 use crate::compile::{touched, Compiled};
-use crate::error::{ConfigError, ConfigErrors};
+use crate::error::{ConfigError, ConfigErrors, ConfigWarning, ErrorCode, WarningCode};
 use crate::model::{
     App, Endpoint, Exception, FlowSettings, Leg, Method, Mode, Path, Port, PortRange, Proto, Rule, Service,
     ServiceId, Zone, ZoneId, ZoneKind,
@@ -18,6 +18,7 @@ use crate::raw::{
     describe, fields_of, one_line, str_key, type_name, Int, PortEntry, RawAlert, RawDaemon, RawException,
     RawFlow, RawLeg, RawLink, RawPath, RawPort, RawRule, RawService, RawZone, Text,
 };
+use crate::route;
 use crate::time::parse_expires;
 use crate::Policy;
 
@@ -43,7 +44,9 @@ pub fn load_str(text: &str, origin: &str) -> Result<Policy, ConfigErrors> {
     let fail = |errors| ConfigErrors { origin: origin.to_owned(), errors };
     let root = match parse_root(text) {
         Ok(r) => r,
-        Err(message) => return Err(fail(vec![ConfigError { item: "TOML syntax".to_owned(), message }])),
+        Err((code, message)) => {
+            return Err(fail(vec![ConfigError { code, item: "TOML syntax".to_owned(), message }]))
+        }
     };
     let mut l = Loader::default();
     let policy = l.load(root);
@@ -52,18 +55,18 @@ pub fn load_str(text: &str, origin: &str) -> Result<Policy, ConfigErrors> {
         _ => {
             if l.errors.is_empty() {
                 // Unreachable by construction; never load a half-built policy.
-                l.err("policy", "internal error: validation incomplete".to_owned());
+                l.err(ErrorCode::Internal, "policy", "internal error: validation incomplete".to_owned());
             }
             Err(fail(l.errors))
         }
     }
 }
 
-fn parse_root(text: &str) -> Result<config::Map<String, Value>, String> {
+fn parse_root(text: &str) -> Result<config::Map<String, Value>, (ErrorCode, String)> {
     let cfg = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .build()
-        .map_err(|e| one_line(&e.to_string()))?;
+        .map_err(|e| (ErrorCode::TomlSyntax, one_line(&e.to_string())))?;
     cfg.try_deserialize::<config::Map<String, Value>>().map_err(|e| describe(&e))
 }
 
@@ -79,6 +82,7 @@ enum Ref<T> {
 #[derive(Default)]
 struct Loader {
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigWarning>,
     zones: Vec<Zone>,
     zone_ids: HashMap<String, ZoneId>,
     broken_zones: HashSet<String>,
@@ -103,8 +107,12 @@ enum Shape {
 }
 
 impl Loader {
-    fn err(&mut self, item: &str, message: String) {
-        self.errors.push(ConfigError { item: item.to_owned(), message });
+    fn err(&mut self, code: ErrorCode, item: &str, message: String) {
+        self.errors.push(ConfigError { code, item: item.to_owned(), message });
+    }
+
+    fn warn(&mut self, code: WarningCode, item: &str, message: String) {
+        self.warnings.push(ConfigWarning { code, item: item.to_owned(), message });
     }
 
     fn load(&mut self, mut root: config::Map<String, Value>) -> Option<Policy> {
@@ -115,6 +123,7 @@ impl Loader {
             root.remove(&k);
             let hint = suggest(&k, SECTIONS.iter().copied());
             self.err(
+                ErrorCode::UnknownKey,
                 "top level",
                 format!("unknown section `{k}`{hint}; accepted sections: {}", SECTIONS.join(", ")),
             );
@@ -178,8 +187,24 @@ impl Loader {
 
         let _alert: Option<RawAlert> = self.table_section(&mut root, "alert");
 
+        if self.zones_ok {
+            self.nested_prefixes(&ports, &paths, &exceptions, &rules);
+            self.unused_services(&paths, &exceptions, &rules);
+            let findings = route::analyse(&route::Input {
+                zones: &self.zones,
+                prefixes: &self.prefix_index,
+                services: &self.services,
+                paths: &paths,
+                exceptions: &exceptions,
+                rules: &rules,
+            });
+            self.errors.extend(findings.errors);
+            self.warnings.extend(findings.warnings);
+        }
+
         if self.invariants_skipped {
             self.err(
+                ErrorCode::InvariantsSkipped,
                 "policy",
                 "the separation invariants were not checked because some [[zone]] has errors; \
                  fix those and load again"
@@ -204,7 +229,116 @@ impl Loader {
             exceptions,
             rules,
             compiled,
+            warnings: std::mem::take(&mut self.warnings),
         })
+    }
+
+    /// W-ZONE-NESTED-PREFIX: a prefix of one zone inside a prefix of another (other than
+    /// an internet zone's /0 catch-all) moves its addresses to the inner zone; name the
+    /// hosts the policy writes there.
+    fn nested_prefixes(&mut self, ports: &[Port], paths: &[Path], exceptions: &[Exception], rules: &[Rule]) {
+        let mut named: Vec<(String, IpNetwork)> = Vec::new();
+        let mut note = |what: String, e: &Endpoint| {
+            if let Endpoint::Net(n) = e {
+                named.push((what, *n));
+            }
+        };
+        for p in paths {
+            for (j, l) in p.legs.iter().enumerate() {
+                note(format!("path {:?} leg {} `from`", p.name, j + 1), &l.from);
+                note(format!("path {:?} leg {} `to`", p.name, j + 1), &l.to);
+            }
+        }
+        for x in exceptions {
+            note(format!("exception {:?} `from`", x.name), &x.from);
+            note(format!("exception {:?} `to`", x.name), &x.to);
+        }
+        for r in rules {
+            note(format!("rule {:?} `from`", r.name), &r.from);
+            note(format!("rule {:?} `to`", r.name), &r.to);
+        }
+        for p in ports {
+            for r in &p.routers {
+                if let Ok(n) = IpNetwork::new(*r, if r.is_ipv4() { 32 } else { 128 }) {
+                    named.push((format!("port {:?} `routers`", p.name), n));
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for &(outer, outer_zone) in &self.prefix_index {
+            let catch_all = outer.prefix() == 0 && self.kind(outer_zone) == Some(ZoneKind::Internet);
+            if catch_all {
+                continue;
+            }
+            for &(inner, inner_zone) in &self.prefix_index {
+                let nested = inner_zone != outer_zone
+                    && inner.is_ipv4() == outer.is_ipv4()
+                    && inner.prefix() > outer.prefix()
+                    && outer.contains(inner.network());
+                if !nested {
+                    continue;
+                }
+                let moved: Vec<String> = named
+                    .iter()
+                    .filter(|(_, n)| n.prefix() >= inner.prefix() && inner.contains(n.network()))
+                    .map(|(what, n)| {
+                        let host = n.prefix() == if n.is_ipv4() { 32 } else { 128 };
+                        if host {
+                            format!("{what} {}", n.ip())
+                        } else {
+                            format!("{what} {n}")
+                        }
+                    })
+                    .collect();
+                let shown = moved.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+                let hosts = match moved.len() {
+                    0 => "no host the policy names lies there".to_owned(),
+                    n if n > 5 => format!("it moves {shown} and {} more", n - 5),
+                    _ => format!("it moves {shown}"),
+                };
+                let name = |z: ZoneId| self.zones.get(z.index()).map_or("?", |z| z.name.as_str()).to_owned();
+                found.push((
+                    format!("zone {:?}", name(inner_zone)),
+                    format!(
+                        "prefix {inner} lies inside prefix {outer} of zone {:?}: its addresses belong \
+                         to zone {:?} (the longest prefix wins), not to {:?}; {hosts}; if that is not \
+                         meant, remove the prefix or move the hosts",
+                        name(outer_zone),
+                        name(inner_zone),
+                        name(outer_zone)
+                    ),
+                ));
+            }
+        }
+        for (item, message) in found {
+            self.warn(WarningCode::NestedPrefix, &item, message);
+        }
+    }
+
+    /// W-SERVICE-UNUSED: services no leg, exception or rule names.
+    fn unused_services(&mut self, paths: &[Path], exceptions: &[Exception], rules: &[Rule]) {
+        let mut used = vec![false; self.services.len()];
+        let ids = paths
+            .iter()
+            .flat_map(|p| p.legs.iter().map(|l| l.service))
+            .chain(exceptions.iter().map(|x| x.service))
+            .chain(rules.iter().map(|r| r.service));
+        for id in ids {
+            if let Some(u) = used.get_mut(id.index()) {
+                *u = true;
+            }
+        }
+        let unused: Vec<String> =
+            self.services.iter().zip(&used).filter(|(_, u)| !**u).map(|(s, _)| s.name.clone()).collect();
+        for name in unused {
+            self.warn(
+                WarningCode::ServiceUnused,
+                &format!("service {name:?}"),
+                "no path leg, exception or rule uses it; remove it, or add the item that should \
+                 use it"
+                    .to_owned(),
+            );
+        }
     }
 
     // ---- generic item handling -------------------------------------------------
@@ -214,7 +348,7 @@ impl Loader {
     fn item<T: DeserializeOwned>(&mut self, item: &str, v: Value, what: &str) -> Option<T> {
         let ValueKind::Table(mut table) = v.kind else {
             let found = type_name(&v);
-            self.err(item, format!("{what} must be a table of keys, found {found}"));
+            self.err(ErrorCode::WrongType, item, format!("{what} must be a table of keys, found {found}"));
             return None;
         };
         let fields = fields_of::<T>();
@@ -229,12 +363,33 @@ impl Loader {
                 let hint = suggest(&k, fields.iter().copied());
                 format!("unknown key `{k}`{hint}; accepted keys: {}", fields.join(", "))
             };
-            self.err(item, msg);
+            self.err(ErrorCode::UnknownKey, item, msg);
+        }
+        // `from = ["a", "b"]` is a natural thing to try; say what to write instead of
+        // serde's "expected a string".
+        let mut lists = false;
+        for key in ["from", "to"].into_iter().filter(|k| fields.contains(k)) {
+            if let Some(ValueKind::Array(items)) = table.get(key).map(|v| &v.kind) {
+                lists = true;
+                let n = items.len();
+                self.err(
+                    ErrorCode::EndpointList,
+                    item,
+                    format!(
+                        "`{key}` is a list of {n}, but it takes one endpoint (\"zone:NAME\", a CIDR \
+                         or an address); write one item per endpoint, or one CIDR that holds them all"
+                    ),
+                );
+            }
+        }
+        if lists {
+            return None;
         }
         match T::deserialize(Value::new(None, ValueKind::Table(table))) {
             Ok(x) => Some(x),
             Err(e) => {
-                self.err(item, describe(&e));
+                let (code, message) = describe(&e);
+                self.err(code, item, message);
                 None
             }
         }
@@ -248,7 +403,11 @@ impl Loader {
         let item = format!("[{key}]");
         let v = root.remove(key)?;
         if let ValueKind::Array(_) = v.kind {
-            self.err(&item, format!("`{key}` must be a single table: write [{key}], not [[{key}]]"));
+            self.err(
+                ErrorCode::SectionShape,
+                &item,
+                format!("`{key}` must be a single table: write [{key}], not [[{key}]]"),
+            );
             return None;
         }
         self.item(&item, v, &item)
@@ -261,6 +420,7 @@ impl Loader {
         match v.kind {
             ValueKind::Array(items) if items.len() > usize::from(u16::MAX) => {
                 self.err(
+                    ErrorCode::TooMany,
                     &format!("[[{key}]]"),
                     format!(
                         "too many [[{key}]] entries ({}); at most {} are supported",
@@ -274,6 +434,7 @@ impl Loader {
             _ => {
                 let found = type_name(&v);
                 self.err(
+                    ErrorCode::SectionShape,
                     &format!("[[{key}]]"),
                     format!("`{key}` must be a list of tables: write each one as [[{key}]], found {found}"),
                 );
@@ -293,12 +454,13 @@ impl Loader {
         if let Some(Text(m)) = raw.mode {
             match parse_choice(&m, &Mode::ALL, |x| x.as_str()) {
                 Ok(x) => mode = x,
-                Err(e) => self.err("[daemon]", format!("unknown mode {e}")),
+                Err(e) => self.err(ErrorCode::UnknownValue, "[daemon]", format!("unknown mode {e}")),
             }
         }
         if let Some(Text(s)) = raw.control_socket {
             if !s.starts_with('/') || s.len() > 107 || s.contains('\0') {
                 self.err(
+                    ErrorCode::ControlSocket,
                     "[daemon]",
                     format!(
                         "control_socket {s:?} must be an absolute path of at most 107 bytes \
@@ -321,6 +483,7 @@ impl Loader {
             match usize::try_from(c) {
                 Ok(c) if (1..=MAX_FLOW_CAPACITY).contains(&c) => f.capacity = c,
                 _ => self.err(
+                    ErrorCode::FlowRange,
                     "[flow]",
                     format!("capacity = {c} is out of range; it must be between 1 and {MAX_FLOW_CAPACITY}"),
                 ),
@@ -346,7 +509,7 @@ impl Loader {
             }
         }
         for e in errs {
-            self.err("[flow]", e);
+            self.err(ErrorCode::FlowRange, "[flow]", e);
         }
         f
     }
@@ -358,7 +521,11 @@ impl Loader {
         };
         for Int(v) in list {
             let Ok(t) = u16::try_from(v) else {
-                self.err("[link]", format!("allow_ethertypes: {v} is not an ethertype (0x0600-0xffff)"));
+                self.err(
+                    ErrorCode::Ethertype,
+                    "[link]",
+                    format!("allow_ethertypes: {v} is not an ethertype (0x0600-0xffff)"),
+                );
                 continue;
             };
             let why = match t {
@@ -370,9 +537,13 @@ impl Loader {
                 _ => None,
             };
             if let Some(why) = why {
-                self.err("[link]", format!("allow_ethertypes: {t:#06x} {why}"));
+                self.err(ErrorCode::Ethertype, "[link]", format!("allow_ethertypes: {t:#06x} {why}"));
             } else if out.contains(&t) {
-                self.err("[link]", format!("allow_ethertypes: {t:#06x} is listed twice; remove one"));
+                self.err(
+                    ErrorCode::Ethertype,
+                    "[link]",
+                    format!("allow_ethertypes: {t:#06x} is listed twice; remove one"),
+                );
             } else {
                 out.push(t);
             }
@@ -400,12 +571,13 @@ impl Loader {
         let kind = match parse_choice(&raw.kind.0, &ZoneKind::ALL, |k| k.as_str()) {
             Ok(k) => Some(k),
             Err(e) => {
-                self.err(&label, format!("unknown kind {e}"));
+                self.err(ErrorCode::UnknownValue, &label, format!("unknown kind {e}"));
                 None
             }
         };
         if raw.prefixes.is_empty() {
             self.err(
+                ErrorCode::ZoneEmpty,
                 &label,
                 "has no prefixes; list the zone's networks, e.g. prefixes = [\"198.18.20.0/24\"]".to_owned(),
             );
@@ -413,14 +585,19 @@ impl Loader {
         let mut prefixes: Vec<IpNetwork> = Vec::new();
         for Text(p) in &raw.prefixes {
             match parse_network(p, true) {
-                Err(e) => self.err(&label, format!("prefix {e}")),
+                Err((code, e)) => self.err(code, &label, format!("prefix {e}")),
                 Ok(net) => {
                     if prefixes.contains(&net) {
-                        self.err(&label, format!("prefix {net} is listed twice; remove one"));
+                        self.err(
+                            ErrorCode::PrefixTwice,
+                            &label,
+                            format!("prefix {net} is listed twice; remove one"),
+                        );
                         continue;
                     }
                     if let Some(other) = self.seen_prefixes.get(&net).cloned() {
                         self.err(
+                            ErrorCode::PrefixConflict,
                             &label,
                             format!(
                                 "prefix {net} is also in zone {other:?}; an address must belong to \
@@ -464,7 +641,7 @@ impl Loader {
             "{what} names zone {name:?}, which is not defined{hint}; defined zones: {}",
             list_or_none(&defined)
         );
-        self.err(item, msg);
+        self.err(ErrorCode::RefZone, item, msg);
         Ref::Missing
     }
 
@@ -491,6 +668,7 @@ impl Loader {
         let untagged = raw.untagged.is_none_or(|Flag(b)| b);
         if !untagged && vlans.is_empty() {
             self.err(
+                ErrorCode::PortVlan,
                 &label,
                 "untagged = false and no `vlans`: no frame could cross; list the VLAN ids, e.g. \
                  vlans = [10, 20]"
@@ -503,7 +681,7 @@ impl Loader {
         };
         for (key, iface) in [("inside", &inside), ("outside", &outside)] {
             if let Err(e) = check_interface(iface) {
-                self.err(&label, format!("{key} {e}"));
+                self.err(ErrorCode::PortInterface, &label, format!("{key} {e}"));
                 continue;
             }
             if let Some(other) = interfaces.get(iface) {
@@ -511,13 +689,14 @@ impl Loader {
                     "{key} interface {iface:?} is already used by {other}; each interface \
                      belongs to exactly one port"
                 );
-                self.err(&label, msg);
+                self.err(ErrorCode::PortInterface, &label, msg);
             } else {
                 interfaces.insert(iface.clone(), label.clone());
             }
         }
         if inside == outside {
             self.err(
+                ErrorCode::PortInterface,
                 &label,
                 format!(
                     "inside and outside are both {inside:?}; a port is a pair of two different \
@@ -539,12 +718,17 @@ impl Loader {
             match u16::try_from(v) {
                 Ok(vid) if vid <= 4094 => {
                     if vlans.contains(&vid) {
-                        self.err(label, format!("vlans: {vid} is listed twice; remove one"));
+                        self.err(
+                            ErrorCode::PortVlan,
+                            label,
+                            format!("vlans: {vid} is listed twice; remove one"),
+                        );
                     } else {
                         vlans.push(vid);
                     }
                 }
                 _ => self.err(
+                    ErrorCode::PortVlan,
                     label,
                     format!(
                         "vlans: {v} is not a VLAN id; ids are 0-4094 (0 is a priority-tagged frame, \
@@ -566,14 +750,18 @@ impl Loader {
                 Ok(a) => a,
                 Err(_) => {
                     self.err(
+                        ErrorCode::PortRouter,
                         label,
-                        format!("routers: {text:?} is not an address; list the core router's own addresses on this segment, e.g. routers = [\"198.18.20.1\"]"),
+                        format!(
+                            "routers: {text:?} is not an address; list the core router's own \
+                             addresses on this segment, e.g. routers = [\"198.18.20.1\"]"
+                        ),
                     );
                     continue;
                 }
             };
             if let Some(why) = bogon_reason(addr) {
-                self.err(label, format!("routers: {addr} {why}"));
+                self.err(ErrorCode::PortRouter, label, format!("routers: {addr} {why}"));
                 continue;
             }
             let home = zone_of_index(&self.prefix_index, addr);
@@ -582,6 +770,7 @@ impl Loader {
                     .and_then(|z| self.zones.get(z.index()))
                     .map_or("no zone".to_owned(), |z| format!("zone {:?}", z.name));
                 self.err(
+                    ErrorCode::PortRouter,
                     label,
                     format!(
                         "routers: {addr} lies in {actual}, not in the port's zone {zone_name:?}; a \
@@ -591,7 +780,11 @@ impl Loader {
                 continue;
             }
             if routers.contains(&addr) {
-                self.err(label, format!("routers: {addr} is listed twice; remove one"));
+                self.err(
+                    ErrorCode::PortRouter,
+                    label,
+                    format!("routers: {addr} is listed twice; remove one"),
+                );
                 continue;
             }
             routers.push(addr);
@@ -612,6 +805,7 @@ impl Loader {
                 owner.insert(p.zone, first);
                 let zone = self.zones.get(p.zone.index()).map_or("?", |z| z.name.as_str());
                 problems.push((
+                    ErrorCode::PortZoneTwice,
                     format!("port {:?}", p.name),
                     format!(
                         "zone {zone:?} already has port {first:?}; a zone has one port, because the \
@@ -625,6 +819,7 @@ impl Loader {
             let has_port = owner.contains_key(&ZoneId(i as u16));
             if !has_port && !z.upstream {
                 problems.push((
+                    ErrorCode::ZoneNoPort,
                     format!("zone {:?}", z.name),
                     "has no [[port]], so the gate cannot verify that its hosts' addresses are \
                      not forged; give it a port, or declare `upstream = true` if its hosts are \
@@ -634,13 +829,14 @@ impl Loader {
                 ));
             } else if has_port && z.upstream {
                 problems.push((
+                    ErrorCode::ZoneUpstreamPort,
                     format!("zone {:?}", z.name),
                     "says `upstream = true` but has a [[port]]; remove one of them".to_owned(),
                 ));
             }
         }
-        for (item, message) in problems {
-            self.err(&item, message);
+        for (code, item, message) in problems {
+            self.err(code, &item, message);
         }
     }
 
@@ -661,7 +857,7 @@ impl Loader {
         let proto = match parse_choice(&raw.proto.0, &Proto::ALL, |p| p.as_str()) {
             Ok(p) => Some(p),
             Err(e) => {
-                self.err(&label, format!("unknown proto {e}"));
+                self.err(ErrorCode::UnknownValue, &label, format!("unknown proto {e}"));
                 None
             }
         };
@@ -670,7 +866,7 @@ impl Loader {
             Some(Text(a)) => match parse_choice(&a, &App::ALL, |a| a.as_str()) {
                 Ok(a) => Some(a),
                 Err(e) => {
-                    self.err(&label, format!("unknown app {e}"));
+                    self.err(ErrorCode::UnknownValue, &label, format!("unknown app {e}"));
                     None
                 }
             },
@@ -680,12 +876,13 @@ impl Loader {
         for e in &entries {
             match parse_port_entry(e) {
                 Ok(r) => ports.push(r),
-                Err(msg) => self.err(&label, msg),
+                Err(msg) => self.err(ErrorCode::ServicePorts, &label, msg),
             }
         }
         if let Some(proto) = proto {
             if proto.has_ports() && entries.is_empty() {
                 self.err(
+                    ErrorCode::ServicePorts,
                     &label,
                     format!(
                         "a {} service needs `ports`, e.g. ports = [25] or ports = [\"8000-8080\"]",
@@ -694,6 +891,7 @@ impl Loader {
                 );
             } else if !proto.has_ports() && !entries.is_empty() {
                 self.err(
+                    ErrorCode::ServicePorts,
                     &label,
                     format!(
                         "`ports` only applies to tcp and udp; remove it (a {} service has no ports)",
@@ -705,6 +903,7 @@ impl Loader {
                 if let Some(allowed) = app.allowed_protos().filter(|_| !app.fits(proto)) {
                     let names: Vec<&str> = allowed.iter().map(|p| p.as_str()).collect();
                     self.err(
+                        ErrorCode::ServiceApp,
                         &label,
                         format!(
                             "app {:?} runs over {}, but proto is {:?}; fix proto or app",
@@ -740,7 +939,7 @@ impl Loader {
         defined.sort();
         let msg =
             format!("service {name:?} is not defined{hint}; defined services: {}", list_or_none(&defined));
-        self.err(item, msg);
+        self.err(ErrorCode::RefService, item, msg);
         Ref::Missing
     }
 
@@ -756,8 +955,8 @@ impl Loader {
         }
         match parse_network(text, false) {
             Ok(n) => Ref::Found(Endpoint::Net(n)),
-            Err(e) => {
-                self.err(item, format!("`{key}` {e}"));
+            Err((code, e)) => {
+                self.err(code, item, format!("`{key}` {e}"));
                 Ref::Missing
             }
         }
@@ -783,7 +982,7 @@ impl Loader {
         !set.is_empty() && set.iter().all(|z| self.kind(*z) == Some(kind))
     }
 
-    /// Check the separation invariants of DESIGN.md section 2 for one rule, leg
+    /// Check the separation invariants (docs/configuration.md) for one rule, leg
     /// or exception.
     fn check_invariants(
         &mut self,
@@ -804,6 +1003,7 @@ impl Loader {
             if set.is_empty() {
                 empty = true;
                 self.err(
+                    ErrorCode::EndpointNoZone,
                     item,
                     format!(
                         "`{key}` {text:?} lies in no zone, so it can never match; add its \
@@ -864,7 +1064,7 @@ impl Loader {
                  (インターネット接続系・無害化): {}; narrow the endpoints or remove this item",
                 pair_text(self, p)
             );
-            self.err(item, msg);
+            self.err(ErrorCode::MynumberIsolation, item, msg);
         }
         if let Some(p) = mynumber_other {
             let what = if shape == Shape::Rule { "a rule" } else { "a path leg" };
@@ -873,7 +1073,7 @@ impl Loader {
                  the only way across mynumber ↔ lgwan is an [[exception]] with an approval",
                 pair_text(self, p)
             );
-            self.err(item, msg);
+            self.err(ErrorCode::MynumberRule, item, msg);
         }
         if let Some(p) = crossing {
             let msg = format!(
@@ -881,7 +1081,7 @@ impl Loader {
                  only a [[path]] leg through a sanitization host can",
                 pair_text(self, p)
             );
-            self.err(item, msg);
+            self.err(ErrorCode::RuleCrossing, item, msg);
         }
         if isolation.is_some() || mynumber_other.is_some() {
             return;
@@ -903,7 +1103,7 @@ impl Loader {
                         to.0,
                         self.describe_zones(&t)
                     );
-                    self.err(item, msg);
+                    self.err(ErrorCode::ExceptionZones, item, msg);
                 }
             }
             Shape::Leg { method } => {
@@ -923,6 +1123,7 @@ impl Loader {
                 if lgwan_internet && method == Method::ScreenTransfer {
                     if !to.1.is_single_host() {
                         self.err(
+                            ErrorCode::ScreenHost,
                             item,
                             format!(
                                 "a screen-transfer leg between lgwan and internet must name a single \
@@ -933,6 +1134,7 @@ impl Loader {
                     }
                     if let Some(svc) = service.filter(|s| !s.app.is_screen()) {
                         self.err(
+                            ErrorCode::ScreenApp,
                             item,
                             format!(
                                 "a screen-transfer leg between lgwan and internet must use a screen \
@@ -945,6 +1147,7 @@ impl Loader {
                     }
                 } else if lgwan_internet {
                     self.err(
+                        ErrorCode::LegCrossing,
                         item,
                         format!(
                             "a leg may not connect LGWAN接続系 (lgwan) and インターネット接続系 (internet) \
@@ -954,6 +1157,7 @@ impl Loader {
                     );
                 } else {
                     self.err(
+                        ErrorCode::LegNoSanitizer,
                         item,
                         format!(
                             "every path leg must touch a host of a 無害化 (sanitization) zone: `from` \
@@ -978,18 +1182,20 @@ impl Loader {
         let method = match parse_choice(&raw.method.0, &Method::ALL, |m| m.as_str()) {
             Ok(m) => Some(m),
             Err(e) => {
-                self.err(&label, format!("unknown method {e}"));
+                self.err(ErrorCode::UnknownValue, &label, format!("unknown method {e}"));
                 None
             }
         };
         if raw.leg.is_empty() {
             self.err(
+                ErrorCode::PathNoLegs,
                 &label,
                 "has no legs; add at least one [[path.leg]] with from, to and service".to_owned(),
             );
         }
         if raw.leg.len() > MAX_LEGS {
             self.err(
+                ErrorCode::PathTooManyLegs,
                 &label,
                 format!(
                     "has {} legs; a path has at most {MAX_LEGS} (split it into several paths)",
@@ -1041,23 +1247,44 @@ impl Loader {
         let from = self.endpoint(&label, "from", &raw.from.0);
         let to = self.endpoint(&label, "to", &raw.to.0);
         let service = self.service_ref(&label, &raw.service.0);
+        for (key, text, end) in [("from", &raw.from.0, &from), ("to", &raw.to.0, &to)] {
+            if let Ref::Found(e) = end {
+                if let Some(why) = exception_too_wide(e) {
+                    self.err(
+                        ErrorCode::ExceptionWide,
+                        &label,
+                        format!(
+                            "`{key}` {text:?} {why}: an exception would switch マイナンバー利用事務系 \
+                             isolation off for all of it; name the host (\"198.18.10.5\") or a \
+                             CIDR of at most {MAX_EXCEPTION_HOSTS} addresses (IPv4 /28, IPv6 /124), \
+                             one exception per approved system"
+                        ),
+                    );
+                }
+            }
+        }
         let approval = raw.approval.0.trim().to_owned();
         if approval.is_empty() {
             self.err(
+                ErrorCode::ExceptionApproval,
                 &label,
                 "approval is empty; record the approval that authorises this exception \
                  (e.g. approval = \"R8-情政-012\")"
                     .to_owned(),
             );
         } else if approval.chars().any(char::is_control) {
-            self.err(&label, "approval contains control characters; write it on one line".to_owned());
+            self.err(
+                ErrorCode::ExceptionApproval,
+                &label,
+                "approval contains control characters; write it on one line".to_owned(),
+            );
         }
         let expires = match raw.expires {
             None => None,
             Some(Text(e)) => match parse_expires(&e) {
                 Ok(t) => Some(t),
                 Err(msg) => {
-                    self.err(&label, msg);
+                    self.err(ErrorCode::ExceptionExpires, &label, msg);
                     None
                 }
             },
@@ -1100,10 +1327,10 @@ impl Loader {
     }
 
     /// Report a name problem, if any; true when the name is usable.
-    fn name_usable(&mut self, item: &str, problem: Option<String>) -> bool {
+    fn name_usable(&mut self, item: &str, problem: Option<(ErrorCode, String)>) -> bool {
         match problem {
-            Some(p) => {
-                self.err(item, p);
+            Some((code, p)) => {
+                self.err(code, item, p);
                 false
             }
             None => true,
@@ -1114,20 +1341,46 @@ impl Loader {
 // ---- free helpers -------------------------------------------------------------
 
 /// What is wrong with a name (invalid, or already in `taken`), if anything.
-fn name_problem<V>(kind: &str, name: &str, taken: &HashMap<String, V>) -> Option<String> {
+fn name_problem<V>(kind: &str, name: &str, taken: &HashMap<String, V>) -> Option<(ErrorCode, String)> {
     let valid = !name.is_empty()
         && name.chars().count() <= MAX_NAME_CHARS
         && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !valid {
-        return Some(format!(
-            "name {name:?} is not valid: use 1-{MAX_NAME_CHARS} letters, digits, '-', '_' or '.' \
-             (names appear in reason codes such as allow:{kind}:NAME)"
+        return Some((
+            ErrorCode::NameInvalid,
+            format!(
+                "name {name:?} is not valid: use 1-{MAX_NAME_CHARS} letters, digits, '-', '_' or '.' \
+                 (names appear in reason codes such as allow:{kind}:NAME)"
+            ),
         ));
     }
     if taken.contains_key(name) {
-        return Some(format!("another {kind} is already named {name:?}; {kind} names must be unique"));
+        return Some((
+            ErrorCode::NameDuplicate,
+            format!("another {kind} is already named {name:?}; {kind} names must be unique"),
+        ));
     }
     None
+}
+
+/// The most addresses an exception's `from` or `to` may hold.
+pub const MAX_EXCEPTION_HOSTS: u32 = 16;
+
+/// Why an exception endpoint is too wide (a zone, or a CIDR of more than
+/// [`MAX_EXCEPTION_HOSTS`] addresses), or `None`.
+fn exception_too_wide(e: &Endpoint) -> Option<String> {
+    let host_bits = |n: &IpNetwork| u32::from(if n.is_ipv4() { 32 } else { 128 } - n.prefix());
+    match e {
+        Endpoint::Zone(_) => Some("is a whole zone".to_owned()),
+        Endpoint::Net(n) if host_bits(n) > MAX_EXCEPTION_HOSTS.ilog2() => {
+            let count = match host_bits(n) {
+                b if b < 64 => format!("{} addresses", 1u64 << b),
+                b => format!("2^{b} addresses"),
+            };
+            Some(format!("holds {count}"))
+        }
+        Endpoint::Net(_) => None,
+    }
 }
 
 /// `zone "lgwan"`, or `zone #3` (1-based) when the item has no usable name.
@@ -1183,8 +1436,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// Parse a CIDR or a single address. Host bits set is an error naming the
-/// network address. `zone_prefix` only changes the wording of the hint.
-pub(crate) fn parse_network(text: &str, zone_prefix: bool) -> Result<IpNetwork, String> {
+/// network address. A zone prefix (`zone_prefix`) must say its length: a bare
+/// address there is refused with the CIDR to write.
+pub(crate) fn parse_network(text: &str, zone_prefix: bool) -> Result<IpNetwork, (ErrorCode, String)> {
     let t = text.trim();
     let (addr_text, len_text) = match t.split_once('/') {
         Some((a, l)) => (a, Some(l)),
@@ -1192,35 +1446,64 @@ pub(crate) fn parse_network(text: &str, zone_prefix: bool) -> Result<IpNetwork, 
     };
     let addr: IpAddr = addr_text.parse().map_err(|_| {
         let hint = if zone_prefix { "" } else { "; an endpoint is \"zone:NAME\", a CIDR or an address" };
-        format!("{text:?} is not an IPv4/IPv6 address or CIDR{hint}")
+        (ErrorCode::Address, format!("{text:?} is not an IPv4/IPv6 address or CIDR{hint}"))
     })?;
     let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
     let len = match len_text {
+        None if zone_prefix => return Err((ErrorCode::ZoneBareAddress, bare_address_hint(text, addr))),
         None => max,
         Some(l) => match l.parse::<u8>() {
             Ok(n) if n <= max && l.chars().all(|c| c.is_ascii_digit()) => n,
             _ => {
-                return Err(format!(
-                    "{text:?} has an invalid prefix length; write a number from 0 to {max} \
-                     after the '/' (netmasks like /255.255.255.0 are not accepted)"
+                return Err((
+                    ErrorCode::Address,
+                    format!(
+                        "{text:?} has an invalid prefix length; write a number from 0 to {max} \
+                         after the '/' (netmasks like /255.255.255.0 are not accepted)"
+                    ),
                 ))
             }
         },
     };
-    let net = IpNetwork::new(addr, len).map_err(|_| format!("{text:?} is not a valid CIDR"))?;
+    let net = IpNetwork::new(addr, len)
+        .map_err(|_| (ErrorCode::Address, format!("{text:?} is not a valid CIDR")))?;
     if let (IpAddr::V6(v6), true) = (addr, len >= 96) {
         if let Some(why) = bogon_reason(IpAddr::V6(v6)) {
-            return Err(format!("{text:?} {why}"));
+            return Err((ErrorCode::BogonAddress, format!("{text:?} {why}")));
         }
     }
     if net.network() != addr {
         let network = IpNetwork::new(net.network(), len).map(|n| n.to_string()).unwrap_or_default();
         let alt = if zone_prefix { String::new() } else { format!(", or \"{addr}\" for the single host") };
-        return Err(format!(
-            "{text:?} has host bits set: its network address is {network}; write \"{network}\"{alt}"
+        return Err((
+            ErrorCode::HostBits,
+            format!("{text:?} has host bits set: its network address is {network}; write \"{network}\"{alt}"),
         ));
     }
     Ok(net)
+}
+
+/// The message for a zone prefix written without a length: the CIDR its trailing zero
+/// bytes (IPv4) or groups (IPv6) suggest, and the single-host form.
+fn bare_address_hint(text: &str, addr: IpAddr) -> String {
+    let (zero_bits, max, unit) = match addr {
+        IpAddr::V4(a) => (a.to_bits().trailing_zeros(), 32u32, 8u32),
+        IpAddr::V6(a) => (a.to_bits().trailing_zeros(), 128u32, 16u32),
+    };
+    let suggested = max - zero_bits / unit * unit;
+    let host = format!("{addr}/{max}");
+    if suggested < max {
+        format!(
+            "{text:?} has no prefix length, so it is the single host {host}, not a network (its \
+             other addresses would fall to another zone, e.g. the internet catch-all); write \
+             \"{addr}/{suggested}\" for the network, or \"{host}\" if you mean that one host"
+        )
+    } else {
+        format!(
+            "{text:?} has no prefix length, so it is the single host {host}, not a network; \
+             write \"{host}\" for that one host, or the network it belongs to with its length"
+        )
+    }
 }
 
 /// Why `addr` can never be a zone's address (IPv4 forms inside IPv6, loopback,
@@ -1318,13 +1601,23 @@ mod tests {
     #[test]
     fn networks() {
         assert!(parse_network("198.18.20.0/24", true).is_ok());
-        let e = parse_network("198.18.20.1/24", true).unwrap_err();
+        let (code, e) = parse_network("198.18.20.1/24", true).unwrap_err();
+        assert_eq!(code, ErrorCode::HostBits);
         assert!(e.contains("network address is 198.18.20.0/24"), "{e}");
         assert!(parse_network("198.18.20.0/255.255.255.0", true).is_err());
         assert!(parse_network("198.18.20.0/33", true).is_err());
         assert!(parse_network("2001:db8:20::/48", true).is_ok());
         assert_eq!(parse_network("2001:db8::5", false).unwrap().prefix(), 128);
         assert!(parse_network("fe80::1%eth0", false).is_err());
+        let (code, e) = parse_network("198.18.50.0", true).unwrap_err();
+        assert_eq!(code, ErrorCode::ZoneBareAddress);
+        assert!(e.contains("\"198.18.50.0/24\" for the network") && e.contains("\"198.18.50.0/32\""), "{e}");
+        let (_, e) = parse_network("10.0.0.0", true).unwrap_err();
+        assert!(e.contains("\"10.0.0.0/8\""), "{e}");
+        let (_, e) = parse_network("2001:db8:20::", true).unwrap_err();
+        assert!(e.contains("\"2001:db8:20::/48\""), "{e}");
+        let (_, e) = parse_network("198.18.50.7", true).unwrap_err();
+        assert!(e.contains("\"198.18.50.7/32\" for that one host"), "{e}");
     }
 
     #[test]

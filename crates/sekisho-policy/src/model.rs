@@ -87,7 +87,7 @@ pub struct FlowSettings {
 }
 
 impl Default for FlowSettings {
-    /// The defaults of DESIGN.md section 2.
+    /// The defaults documented in docs/configuration.md.
     fn default() -> Self {
         FlowSettings {
             capacity: 1_000_000,

@@ -7,6 +7,8 @@ use config::{Value, ValueKind};
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::Deserialize;
 
+use crate::error::ErrorCode;
+
 /// A string that must be written as a TOML string (the `config` crate would
 /// otherwise turn `name = 5` into `"5"`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -277,21 +279,25 @@ pub(crate) fn str_key<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
     }
 }
 
-/// Render a `config` deserialisation error as one readable line naming the key.
-pub(crate) fn describe(e: &config::ConfigError) -> String {
+/// Render a `config` deserialisation error as one readable line naming the key, with
+/// the code of its class (missing key or wrong type).
+pub(crate) fn describe(e: &config::ConfigError) -> (ErrorCode, String) {
     match e {
         config::ConfigError::NotFound(key) => {
-            format!("missing required key `{}`", last_segment(key))
+            (ErrorCode::MissingKey, format!("missing required key `{}`", last_segment(key)))
         }
         config::ConfigError::Type { unexpected, expected, key, .. } => match key {
-            Some(k) => format!("key `{k}`: expected {expected}, found {unexpected}"),
-            None => format!("expected {expected}, found {unexpected}"),
+            Some(k) => (ErrorCode::WrongType, format!("key `{k}`: expected {expected}, found {unexpected}")),
+            None => (ErrorCode::WrongType, format!("expected {expected}, found {unexpected}")),
         },
-        config::ConfigError::At { error, key, .. } => match key {
-            Some(k) => format!("key `{k}`: {}", describe(error)),
-            None => describe(error),
-        },
-        other => one_line(&other.to_string()),
+        config::ConfigError::At { error, key, .. } => {
+            let (code, inner) = describe(error);
+            match key {
+                Some(k) => (code, format!("key `{k}`: {inner}")),
+                None => (code, inner),
+            }
+        }
+        other => (ErrorCode::WrongType, one_line(&other.to_string())),
     }
 }
 

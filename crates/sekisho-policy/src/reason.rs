@@ -6,7 +6,7 @@ use crate::model::{ExceptionId, PathId, RuleId, ServiceId, ZoneId};
 use crate::time::Timestamp;
 use crate::Policy;
 
-/// The stable reason codes of DESIGN.md: `Copy`, small, no strings.
+/// The stable reason codes (docs/configuration.md): `Copy`, small, no strings.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
     /// `allow:intra-zone`: both ends in the same zone.

@@ -25,6 +25,50 @@ impl Timestamp {
     pub const fn as_nanos(self) -> u64 {
         self.0
     }
+
+    /// The moment in Japan time, RFC 3339 with microseconds
+    /// (`2027-03-31T23:59:59.500000+09:00`).
+    pub fn to_jst(self) -> String {
+        let t = jst(self);
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+09:00",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.microsecond()
+        )
+    }
+
+    /// An exception's expiry as people write it: the last valid day (`2027-03-31`) when
+    /// the moment is the end of a day in Japan time, otherwise the RFC 3339 time in
+    /// Japan time (`2027-03-31T18:00:00+09:00`).
+    pub fn expiry_text(self) -> String {
+        let t = jst(self);
+        if t.time() == Time::MIDNIGHT {
+            let day = t.date().previous_day().unwrap_or(t.date());
+            return format!("{:04}-{:02}-{:02}", day.year(), u8::from(day.month()), day.day());
+        }
+        let frac = if t.nanosecond() == 0 { String::new() } else { format!(".{:09}", t.nanosecond()) };
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{frac}+09:00",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    }
+}
+
+/// The moment as a date-time at UTC+09:00.
+fn jst(t: Timestamp) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.0))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .to_offset(offset!(+9))
 }
 
 /// Parse an exception's `expires`: a date (valid through the end of that day in
@@ -67,6 +111,17 @@ mod tests {
         assert!(parse_expires("2027-02-30").is_err());
         assert!(parse_expires("1969-12-31").is_err());
         assert!(parse_expires("tomorrow").is_err());
+    }
+
+    #[test]
+    fn japan_time_text() {
+        let end = parse_expires("2027-03-31").unwrap();
+        assert_eq!(end.expiry_text(), "2027-03-31");
+        assert_eq!(end.to_jst(), "2027-04-01T00:00:00.000000+09:00");
+        let t = parse_expires("2027-03-31T18:00:00+09:00").unwrap();
+        assert_eq!(t.expiry_text(), "2027-03-31T18:00:00+09:00");
+        assert_eq!(Timestamp(t.0 + 1_500).to_jst(), "2027-03-31T18:00:00.000001+09:00");
+        assert_eq!(Timestamp(1_362_692_526_939_084_000).to_jst(), "2013-03-08T06:42:06.939084+09:00");
     }
 
     #[test]

@@ -299,6 +299,17 @@ fn endpoint(z: &MZone, st: Style, single_host: bool) -> String {
     }
 }
 
+/// An exception endpoint: one host (or a /30), never a zone or a wide CIDR.
+fn exception_endpoint(z: &MZone, st: Style) -> String {
+    match st {
+        Style::Zone => format!("198.18.{}.30", z.home),
+        Style::Host4(o) => format!("198.18.{}.{}", z.home, 30 + o % 4),
+        Style::Host6(_) if z.prefixes.iter().any(|p| p.contains(':')) => format!("2001:db8:{}::30", z.home),
+        Style::Host6(_) => format!("198.18.{}.31", z.home),
+        Style::Home24 => format!("198.18.{}.32/30", z.home),
+    }
+}
+
 /// (zone index a, zone index b, style a, style b, service, swap direction)
 type Attempt = (usize, usize, Style, Style, usize, bool);
 
@@ -322,9 +333,10 @@ fn model() -> impl Strategy<Value = Model> {
     );
     let exceptions = prop::collection::vec((attempt(), prop::option::of(-1i64..=1)), 0..3);
     let rules = prop::collection::vec(attempt(), 0..7);
-    (counts, nested, catch_all, paths, exceptions, rules).prop_map(
-        |(counts, nested, catch_all, paths, exceptions, rules)| {
-            build(counts, nested, catch_all, paths, exceptions, rules)
+    let sides = prop::collection::vec(any::<bool>(), 8);
+    (counts, nested, catch_all, paths, exceptions, rules, sides).prop_map(
+        |(counts, nested, catch_all, paths, exceptions, rules, sides)| {
+            build(counts, nested, catch_all, paths, exceptions, rules, sides)
         },
     )
 }
@@ -337,6 +349,7 @@ fn build(
     paths: Vec<(&'static str, Vec<(Attempt, bool)>)>,
     exceptions: Vec<(Attempt, Option<i64>)>,
     rules: Vec<Attempt>,
+    sides: Vec<bool>,
 ) -> Model {
     let mut zones = Vec::new();
     for (kind, n) in [
@@ -363,11 +376,25 @@ fn build(
             zones.push(MZone { name: format!("{}{i}", kind.as_str()), kind, prefixes, home });
         }
     }
+    // Which side of the separation each zone is on: mynumber and lgwan on one, internet
+    // on the other, sanitization and management zones on either. Rules and nested
+    // prefixes stay on one side, so that no chain of rules joins internet with lgwan (the
+    // route analysis would refuse the policy; `route_soundness.rs` tests that).
+    let side: Vec<bool> = zones
+        .iter()
+        .enumerate()
+        .map(|(i, z)| match z.kind {
+            Kind::Mynumber | Kind::Lgwan => true,
+            Kind::Internet => false,
+            _ => sides.get(i).copied().unwrap_or(true),
+        })
+        .collect();
     // a few prefixes nested inside another zone's /24, to exercise the LPM
     for (owner, host_zone, m, len) in nested {
         let owner = owner % zones.len();
-        let host = zones[host_zone % zones.len()].home;
-        if host == zones[owner].home {
+        let host_zone = host_zone % zones.len();
+        let host = zones[host_zone].home;
+        if host == zones[owner].home || side[owner] != side[host_zone] {
             continue;
         }
         let p = if len == 32 {
@@ -398,7 +425,9 @@ fn build(
     for (a, b, sa, sb, svc, _) in rules {
         let (a, b) = (non_mn[a % non_mn.len()], non_mn[b % non_mn.len()]);
         let (ka, kb) = (zones[a].kind, zones[b].kind);
-        if matches!((ka, kb), (Kind::Lgwan, Kind::Internet) | (Kind::Internet, Kind::Lgwan)) {
+        if matches!((ka, kb), (Kind::Lgwan, Kind::Internet) | (Kind::Internet, Kind::Lgwan))
+            || side[a] != side[b]
+        {
             continue;
         }
         m_rules.push(mk(a, b, sa, sb, svc, false));
@@ -427,8 +456,14 @@ fn build(
     for ((a, b, sa, sb, svc, swap), exp) in exceptions {
         let (mn_z, lg_z) = (mynumber[a % mynumber.len()], lgwan[b % lgwan.len()]);
         let (f, t, sf, st) = if swap { (lg_z, mn_z, sb, sa) } else { (mn_z, lg_z, sa, sb) };
-        m_exceptions
-            .push(MException { entry: mk(f, t, sf, st, svc, false), expires_day: exp.map(|d| NOW_DAY + d) });
+        // Exceptions name hosts (or a /30) that rules never name: a rule naming an
+        // exception's lgwan host on its way to sanitization is refused (E-ROUTE-MYNUMBER).
+        let entry = MEntry {
+            from: exception_endpoint(&zones[f], sf),
+            to: exception_endpoint(&zones[t], st),
+            service: svc,
+        };
+        m_exceptions.push(MException { entry, expires_day: exp.map(|d| NOW_DAY + d) });
     }
 
     Model { zones, paths: m_paths, exceptions: m_exceptions, rules: m_rules }

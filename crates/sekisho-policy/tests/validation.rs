@@ -806,7 +806,7 @@ service = "ssh"
         r#"
 [[exception]]
 name = "both-ways"
-from = "zone:lgwan"
+from = "198.18.20.16/28"
 to = "2001:db8:10::5"
 service = "ssh"
 approval = "R8-5"

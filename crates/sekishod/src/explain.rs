@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use sekisho_policy::{Connection, Endpoint, Policy, Reason, ServiceId, ZoneId};
+use sekisho_policy::{Connection, Endpoint, Policy, Reason, ServiceId, Timestamp, ZoneId};
 use serde_json::json;
 
 use crate::{load_policy, parse_at, wall_clock, Outcome, UsageError};
@@ -32,13 +32,13 @@ pub(crate) struct Args {
 }
 
 fn protocol_number(proto: &str) -> Result<u8, UsageError> {
-    match proto {
+    match proto.to_ascii_lowercase().as_str() {
         "tcp" => Ok(6),
         "udp" => Ok(17),
         "icmp" => Ok(1),
         "icmpv6" => Ok(58),
-        other => other.parse().map_err(|_| {
-            UsageError(format!("--proto {other:?}: expected tcp, udp, icmp, icmpv6 or a protocol number"))
+        _ => proto.parse().map_err(|_| {
+            UsageError(format!("--proto {proto:?}: expected tcp, udp, icmp, icmpv6 or a protocol number"))
         }),
     }
 }
@@ -87,10 +87,13 @@ fn matched_text(policy: &Policy, reason: Reason) -> String {
         }
         Reason::Exception(id) => match policy.exceptions().get(usize::from(id.0)) {
             Some(e) => format!(
-                "exception \"{}\" (approval {}{}): {}",
+                "exception \"{}\" (approval {}, {}): {}",
                 e.name,
                 e.approval,
-                if e.expires.is_some() { ", expires" } else { "" },
+                match e.expires {
+                    Some(t) => format!("valid through {}", t.expiry_text()),
+                    None => "no expiry".to_owned(),
+                },
                 item(&e.from, &e.to, e.service)
             ),
             None => "?".into(),
@@ -111,10 +114,32 @@ fn matched_text(policy: &Policy, reason: Reason) -> String {
     }
 }
 
+/// `ADDR`, `ADDR:PORT`, or `[V6]:PORT`.
+pub(crate) fn socket_text(addr: IpAddr, port: Option<u16>) -> String {
+    match (addr, port) {
+        (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
+        (a, Some(p)) => format!("{a}:{p}"),
+        (a, None) => a.to_string(),
+    }
+}
+
+/// The exception that allowed this connection until it expired, in words and as JSON.
+fn lapsed(policy: &Policy, conn: &Connection, now: Timestamp) -> Option<(String, serde_json::Value)> {
+    let id = policy.lapsed_exception(conn, now)?;
+    let x = policy.exceptions().get(id.index())?;
+    let expired = x.expires.map(|t| t.expiry_text()).unwrap_or_default();
+    let text = format!(
+        "exception \"{}\" (approval {}) allowed this connection until it expired ({expired})",
+        x.name, x.approval
+    );
+    let doc = json!({ "name": x.name, "approval": x.approval, "expired": expired });
+    Some((text, doc))
+}
+
 pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let policy = load_policy(&args.config)?;
     let protocol = protocol_number(&args.proto)?;
-    let (src, _sport) = parse_socket(&args.src, "--src")?;
+    let (src, sport) = parse_socket(&args.src, "--src")?;
     let (dst, dport) = parse_socket(&args.dst, "--dst")?;
     let has_ports = matches!(protocol, 6 | 17);
     if has_ports && dport.is_none() {
@@ -135,13 +160,24 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let reason = policy.reason_name(decision.reason).to_string();
     let verdict = if decision.allowed() { "allow" } else { "deny" };
     let matched = matched_text(&policy, decision.reason);
+    let lapsed = if decision.allowed() { None } else { lapsed(&policy, &conn, now) };
+    let exception = match decision.reason {
+        Reason::Exception(id) => policy.exceptions().get(id.index()).map(|x| {
+            json!({
+                "name": x.name,
+                "approval": x.approval,
+                "expires": x.expires.map(|t| t.expiry_text()),
+            })
+        }),
+        _ => None,
+    };
     if args.json {
         let zone_json = |z: &Option<(String, &str, &str)>| match z {
             Some((name, kind, _)) => json!({ "name": name, "kind": kind }),
             None => serde_json::Value::Null,
         };
         let doc = json!({
-            "proto": args.proto,
+            "proto": args.proto.to_ascii_lowercase(),
             "src": src.to_string(),
             "dst": dst.to_string(),
             "dport": dport,
@@ -151,6 +187,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
             "reason": reason,
             "matched": matched,
             "valid_until_unix": decision.valid_until.map(|t| t.as_secs()),
+            "exception": exception,
+            "lapsed_exception": lapsed.as_ref().map(|l| &l.1),
+            "at": now.to_jst(),
         });
         println!("{doc:#}");
     } else {
@@ -158,13 +197,20 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
             Some((name, kind, ja)) => format!("{a}  zone \"{name}\" ({kind}, {ja})"),
             None => format!("{a}  (no zone holds this address)"),
         };
-        let port = dport.map_or(String::new(), |p| format!(":{p}"));
-        println!("connection  {} {src} -> {dst}{port}", args.proto);
+        println!(
+            "connection  {} {} -> {}",
+            args.proto.to_ascii_lowercase(),
+            socket_text(src, sport),
+            socket_text(dst, dport)
+        );
         println!("initiator   {}", zone_line(src, &iz));
         println!("responder   {}", zone_line(dst, &rz));
         println!("verdict     {verdict}");
         println!("reason      {reason}");
         println!("decided by  {matched}");
+        if let Some((text, _)) = &lapsed {
+            println!("lapsed      {text}");
+        }
     }
     Ok(if decision.allowed() { Outcome::Yes } else { Outcome::No })
 }

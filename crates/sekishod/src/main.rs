@@ -24,12 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Load and validate a configuration; print every problem found.
-    Check {
-        /// The configuration file (TOML).
-        #[arg(short, long)]
-        config: PathBuf,
-    },
+    /// Load and validate a configuration; print every problem found, then the warnings.
+    Check(CheckArgs),
     /// Show the decision for one connection, the zones involved, and what decided it.
     Explain(explain::Args),
     /// Run captures (pcap or pcapng) through the engine offline and report verdicts.
@@ -38,6 +34,66 @@ enum Command {
     Run(run::Args),
     /// The network-namespace lab: `lab up`, `lab down`, `lab demo`.
     Lab(sekisho_lab::Args),
+}
+
+/// Arguments of `sekishod check`.
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// The configuration file (TOML).
+    #[arg(short, long)]
+    config: PathBuf,
+    /// Refuse the configuration (exit 1) when there is any warning.
+    #[arg(long)]
+    strict: bool,
+    /// Judge exception expiry as of this time (a date or RFC 3339) instead of now.
+    #[arg(long)]
+    at: Option<String>,
+}
+
+/// `3 rules`, `1 rule`.
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// `sekishod check`: errors exit 2 (printed by `main`); warnings are printed with the
+/// summary and fail only with `--strict`.
+fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
+    let policy = load_policy(&args.config)?;
+    let now = match &args.at {
+        Some(at) => parse_at(at)?,
+        None => wall_clock(),
+    };
+    let origin = args.config.display();
+    let warnings = policy.warnings(now);
+    for w in &warnings {
+        println!("{origin}: warning: {w}");
+    }
+    let summary = format!(
+        "{}, {}, {}, {}, {}, {}; mode {}",
+        count(policy.zones().len(), "zone"),
+        count(policy.ports().len(), "port"),
+        count(policy.services().len(), "service"),
+        count(policy.paths().len(), "path"),
+        count(policy.exceptions().len(), "exception"),
+        count(policy.rules().len(), "rule"),
+        policy.mode().as_str(),
+    );
+    if warnings.is_empty() {
+        println!("{origin}: ok — {summary}");
+        return Ok(Outcome::Yes);
+    }
+    let n = count(warnings.len(), "warning");
+    if args.strict {
+        println!("{origin}: refused by --strict — {n}; {summary}");
+        Ok(Outcome::No)
+    } else {
+        println!("{origin}: ok with {n} — {summary}");
+        Ok(Outcome::Yes)
+    }
 }
 
 /// The outcome of a command that ran to the end.
@@ -92,21 +148,7 @@ pub(crate) fn wall_clock() -> Timestamp {
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
-        Command::Check { config } => {
-            let policy = load_policy(&config)?;
-            println!(
-                "{}: ok — {} zones, {} ports, {} services, {} paths, {} exceptions, {} rules; mode {}",
-                config.display(),
-                policy.zones().len(),
-                policy.ports().len(),
-                policy.services().len(),
-                policy.paths().len(),
-                policy.exceptions().len(),
-                policy.rules().len(),
-                policy.mode().as_str(),
-            );
-            Ok(Outcome::Yes)
-        }
+        Command::Check(args) => check(args),
         Command::Explain(args) => explain::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Run(args) => run::run(args),

@@ -1,5 +1,6 @@
-//! `sekishod replay` on captures these tests write themselves (every reason code), and on
-//! the real captures in `../shared/pcaps`.
+//! `sekishod replay` on captures these tests write themselves (every reason code, capture
+//! time and expiry, pcapng timestamp units, monitor mode, the bounded connection list),
+//! and on the real captures in `../shared/pcaps` when they are there.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -68,6 +69,19 @@ fn replay(config: &Path, extra: &[&str], pcaps: &[&Path]) -> (i32, Value) {
     let doc = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("{e}: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr)));
     (out.status.code().unwrap_or(-1), doc)
+}
+
+/// Runs `sekishod replay` (text report) and returns (exit code, stdout).
+fn replay_text(config: &Path, extra: &[&str], pcaps: &[&Path]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sekishod"))
+        .arg("replay")
+        .args(extra)
+        .arg("-c")
+        .arg(config)
+        .args(pcaps)
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The reason recorded for the flow from `src` to `dst` (by address and destination port).
@@ -288,4 +302,210 @@ fn the_shared_captures_replay_under_the_lab_policy() {
     }
     let total: u64 = text.lines().skip(1).filter_map(|l| l.split('\t').nth(7)?.parse::<u64>().ok()).sum();
     assert_eq!(doc["packets"], total, "every packet INDEX.tsv counts was judged");
+}
+
+/// 2027-03-31T23:59:58+09:00 in nanoseconds: two seconds before the lab exception expires.
+const BEFORE_EXPIRY_NS: u64 = 1_806_505_198_000_000_000;
+const SEC: u64 = 1_000_000_000;
+
+/// A juki-batch SFTP connection that starts before the exception expires and goes on
+/// after it, then a new connection after it; `(capture time in ns, frame)`.
+fn juki_across_expiry() -> Vec<(u64, Vec<u8>)> {
+    let (c, s) = ("198.18.10.5", "198.18.20.30");
+    let t = BEFORE_EXPIRY_NS;
+    let mut conn = TcpConn::new((c, 40000), (s, 22));
+    vec![
+        (t, conn.syn()),
+        (t + SEC / 4, conn.syn_ack()),
+        (t + SEC / 2, conn.client(ACK, b"")),
+        (t + SEC, conn.server(ACK | PSH, b"SSH-2.0-OpenSSH_9.6\r\n")),
+        // 2027-04-01T00:00:00.5+09:00: the exception has expired
+        (t + 5 * SEC / 2, conn.client(ACK | PSH, b"more data")),
+        (t + 3 * SEC, tcp(c, 40001, s, 22, SYN, b"")),
+    ]
+}
+
+fn flow(doc: &Value, sport: u64) -> &Value {
+    doc["flows"].as_array().unwrap().iter().find(|f| f["sport"] == sport).unwrap_or_else(|| panic!("{doc:#}"))
+}
+
+#[test]
+fn each_packet_is_judged_at_its_capture_time() {
+    let dir = Scratch::new("capture-time");
+    let config = dir.file("lab.toml", LAB);
+    let pcap = dir.0.join("juki.pcap");
+    write_pcap(&pcap, LinkType::Ethernet, &juki_across_expiry()).unwrap();
+    let (code, doc) = replay(&config, &[], &[&pcap]);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(doc["time"], "capture");
+    assert_eq!((&doc["forwarded"], &doc["dropped"]), (&Value::from(4), &Value::from(2)), "{doc:#}");
+    let first = flow(&doc, 40000);
+    assert_eq!(first["first_reason"], "allow:exception:juki-batch");
+    assert_eq!(first["reason"], "deny:mynumber-isolation");
+    assert_eq!(first["decided_by"]["approval"], "R8-情政-012");
+    assert_eq!(first["lapsed_exception"]["exception"], "juki-batch");
+    assert_eq!(first["lapsed_exception"]["expired"], "2027-03-31");
+    assert_eq!(first["first_seen"], "2027-03-31T23:59:58.000000+09:00");
+    assert_eq!(first["last_seen"], "2027-04-01T00:00:00.500000+09:00");
+    assert_eq!((&first["src_zone"], &first["dst_zone"]), (&Value::from("mynumber"), &Value::from("lgwan")));
+    let second = flow(&doc, 40001);
+    assert_eq!(second["first_reason"], "deny:mynumber-isolation");
+    assert_eq!(second["lapsed_exception"]["exception"], "juki-batch");
+    assert_eq!(doc["connections"]["denied"], 2);
+    assert_eq!(doc["connections"]["denied_by_reason"]["deny:mynumber-isolation"], 2);
+
+    // --at: the same capture as if it began on 2027-03-01 — nothing has expired
+    let (code, doc) = replay(&config, &["--at", "2027-03-01"], &[&pcap]);
+    assert_eq!((code, &doc["dropped"]), (0, &Value::from(0)), "{doc:#}");
+    assert_eq!(flow(&doc, 40000)["first_seen"], "2027-03-01T00:00:00.000000+09:00");
+    assert_eq!(flow(&doc, 40001)["reason"], "allow:exception:juki-batch");
+
+    // the text report: connections first, grouped by reason, with what decided them
+    let (_, text) = replay_text(&config, &[], &[&pcap]);
+    assert!(
+        text.starts_with("connections 2 — denied 2, allowed 0\ndeny:mynumber-isolation — 2 connections\n"),
+        "{text}"
+    );
+    assert!(text.contains("mynumber -> lgwan"), "{text}");
+    assert!(text.contains("2027-03-31T23:59:58.000000+09:00 .. 2027-04-01T00:00:00.500000+09:00"), "{text}");
+    assert!(
+        text.contains("exception juki-batch (approval R8-情政-012) expired 2027-03-31; allowed at first by exception juki-batch"),
+        "{text}"
+    );
+    let packets_at = text.find("packets 6  forwarded 4  dropped 2").unwrap_or_else(|| panic!("{text}"));
+    assert!(packets_at > text.find("deny:mynumber-isolation —").unwrap(), "packet counts come second");
+}
+
+#[test]
+fn monitor_mode_flows_are_marked_would_drop() {
+    let dir = Scratch::new("monitor-mark");
+    let monitor = dir.file("monitor.toml", &LAB.replace("mode = \"enforce\"", "mode = \"monitor\""));
+    let frames = [
+        tcp("198.18.20.5", 40000, "203.0.113.9", 443, SYN, b""),
+        tcp("203.0.113.7", 41000, "198.18.40.10", 25, SYN, b""),
+    ];
+    let pcap = dir.pcap("m.pcap", LinkType::Ethernet, &frames);
+    let (code, doc) = replay(&monitor, &[], &[&pcap]);
+    assert_eq!(code, 0, "monitor mode forwards");
+    let denied = flow(&doc, 40000);
+    assert_eq!((&denied["verdict"], &denied["would_drop"]), (&Value::from("deny"), &Value::from(true)));
+    assert_eq!((&denied["forwarded"], &denied["monitored"]), (&Value::from(1), &Value::from(1)));
+    let allowed = flow(&doc, 41000);
+    assert_eq!((&allowed["would_drop"], &allowed["monitored"]), (&Value::from(false), &Value::from(0)));
+    assert_eq!(doc["connections"]["would_drop"], 1);
+    let (_, text) = replay_text(&monitor, &[], &[&pcap]);
+    assert!(text.contains("; monitor mode: 1 would drop"), "{text}");
+    let row = text.lines().find(|l| l.contains("198.18.20.5:40000")).unwrap();
+    assert!(row.contains("would drop") && row.contains("lgwan -> internet"), "{row}");
+    let row = text.lines().find(|l| l.contains("203.0.113.7:41000")).unwrap();
+    assert!(row.contains(" allow ") && row.contains("path mail-textify leg 1"), "{row}");
+}
+
+/// Writes a pcapng file: one section, one Ethernet interface with `if_tsresol` =
+/// `tsresol`, one enhanced packet block per frame with its timestamp in that unit.
+fn write_pcapng(path: &Path, tsresol: u8, packets: &[(u64, Vec<u8>)]) {
+    fn block(out: &mut Vec<u8>, kind: u32, body: &[u8]) {
+        let len = (12 + body.len()) as u32;
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+    let mut out = Vec::new();
+    let mut shb = Vec::new();
+    shb.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+    shb.extend_from_slice(&1u16.to_le_bytes());
+    shb.extend_from_slice(&0u16.to_le_bytes());
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    block(&mut out, 0x0a0d_0d0a, &shb);
+    let mut idb = Vec::new();
+    idb.extend_from_slice(&1u16.to_le_bytes()); // LINKTYPE_ETHERNET
+    idb.extend_from_slice(&0u16.to_le_bytes());
+    idb.extend_from_slice(&0u32.to_le_bytes());
+    idb.extend_from_slice(&9u16.to_le_bytes()); // if_tsresol
+    idb.extend_from_slice(&1u16.to_le_bytes());
+    idb.extend_from_slice(&[tsresol, 0, 0, 0]);
+    idb.extend_from_slice(&[0, 0, 0, 0]); // opt_endofopt
+    block(&mut out, 1, &idb);
+    for (ts, data) in packets {
+        let mut epb = Vec::new();
+        epb.extend_from_slice(&0u32.to_le_bytes());
+        epb.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(*ts as u32).to_le_bytes());
+        epb.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        epb.extend_from_slice(data);
+        epb.resize(epb.len().next_multiple_of(4), 0);
+        block(&mut out, 6, &epb);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn pcapng_timestamps_follow_if_tsresol() {
+    let dir = Scratch::new("tsresol");
+    let config = dir.file("lab.toml", LAB);
+    let packets = juki_across_expiry();
+    for (tsresol, per_second) in [(6u8, 1_000_000u64), (9, 1_000_000_000), (0x80 | 20, 1 << 20)] {
+        let units: Vec<(u64, Vec<u8>)> = packets
+            .iter()
+            .map(|(ns, f)| ((u128::from(*ns) * u128::from(per_second) / 1_000_000_000) as u64, f.clone()))
+            .collect();
+        let pcap = dir.0.join(format!("juki-{tsresol}.pcapng"));
+        write_pcapng(&pcap, tsresol, &units);
+        let (code, doc) = replay(&config, &[], &[&pcap]);
+        assert_eq!(code, 1, "if_tsresol {tsresol}: {doc:#}");
+        let first = flow(&doc, 40000);
+        assert_eq!(first["first_seen"], "2027-03-31T23:59:58.000000+09:00", "if_tsresol {tsresol}");
+        assert_eq!(first["reason"], "deny:mynumber-isolation", "if_tsresol {tsresol}: the expiry fires");
+        assert_eq!(flow(&doc, 40001)["reason"], "deny:mynumber-isolation", "if_tsresol {tsresol}");
+    }
+}
+
+/// A real dumpcap pcapng (microsecond timestamps, no if_tsresol option) from
+/// ../shared/pcaps: its first packet was captured at 2013-03-07T21:42:06.939084Z.
+#[test]
+fn a_real_pcapng_capture_has_real_timestamps() {
+    let file = repo_root().join("../shared/pcaps/tcp-odd/tcp-midstream-nonstd-port-pcapng.pcapng");
+    if !file.exists() {
+        assert!(std::env::var_os("CI").is_none(), "CI is set but {} is missing", file.display());
+        eprintln!("SKIPPED: {} not found (the shared captures live beside the repository)", file.display());
+        return;
+    }
+    let (_, doc) = replay(&repo_root().join("configs/lab.toml"), &[], &[&file]);
+    assert_eq!(doc["packets"], 13);
+    let f = &doc["flows"][0];
+    assert_eq!(f["first_seen"], "2013-03-08T06:42:06.939084+09:00", "{f:#}");
+    assert_eq!(f["last_seen"], "2013-03-08T06:42:07.080972+09:00", "{f:#}");
+}
+
+#[test]
+fn the_connection_list_is_bounded_and_says_what_it_cut() {
+    let dir = Scratch::new("max-flows");
+    let config = dir.file("lab.toml", LAB);
+    // 2 000 distinct intra-zone UDP flows and 500 denied ones, one datagram each
+    let mut frames: Vec<Vec<u8>> =
+        (0..2000u16).map(|i| udp("198.18.20.5", 10_000 + i, "198.18.20.6", 53, b"q")).collect();
+    frames.extend((0..500u16).map(|i| udp("198.18.20.5", 20_000 + i, "203.0.113.9", 53, b"q")));
+    let pcap = dir.pcap("many.pcap", LinkType::Ethernet, &frames);
+    let (code, doc) = replay(&config, &["--max-flows", "10"], &[&pcap]);
+    assert_eq!(code, 1);
+    assert_eq!(doc["packets"], 2500, "totals stay exact");
+    assert_eq!(doc["reasons"]["allow:intra-zone"], 2000);
+    assert_eq!(doc["drop_reasons"]["deny:unsanitized-crossing"], 500);
+    assert_eq!(doc["flows"].as_array().unwrap().len(), 10);
+    assert_eq!(doc["connections"]["listed"], 10);
+    assert_eq!(doc["flows_omitted"]["max_flows"], 10);
+    assert_eq!(doc["flows_omitted"]["packets"], 2490);
+    assert_eq!(doc["flows_omitted"]["by_reason"]["allow:intra-zone"], 1990);
+    assert_eq!(doc["flows_omitted"]["by_reason"]["deny:unsanitized-crossing"], 500);
+    let (_, text) = replay_text(&config, &["--max-flows", "10"], &[&pcap]);
+    assert!(
+        text.contains("not listed: connections beyond --max-flows 10: 2490 packets (allow:intra-zone 1990, deny:unsanitized-crossing 500)"),
+        "{text}"
+    );
+    // the default keeps them all
+    let (_, doc) = replay(&config, &[], &[&pcap]);
+    assert_eq!(doc["flows"].as_array().unwrap().len(), 2500);
+    assert_eq!(doc["flows_omitted"]["packets"], 0);
 }
