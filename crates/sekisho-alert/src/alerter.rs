@@ -156,7 +156,7 @@ pub enum AlertError {
 }
 
 /// What [`Submitter::submit`] did with a record.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Submitted {
     /// Queued for the collectors.
     Queued,
