@@ -473,7 +473,7 @@ fn duration_ns(d: Duration) -> u64 {
 }
 
 fn wall_now() -> Timestamp {
-    Timestamp(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| duration_ns(d)))
+    Timestamp(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, duration_ns))
 }
 
 /// The dispatcher thread's state.
@@ -495,12 +495,11 @@ impl Dispatcher {
         let mut events: Vec<Event> = Vec::new();
         loop {
             let stopping = self.shared.stop.load(SeqCst);
-            if self.shared.reopen.swap(false, SeqCst) {
-                self.reopen();
-                last_reopen_try = Instant::now();
-            } else if self.file.as_ref().is_some_and(|f| !f.is_open())
-                && last_reopen_try.elapsed() >= Duration::from_secs(1)
-            {
+            // Reopen on request (logrotate), or retry a failed reopen once a second.
+            let requested = self.shared.reopen.swap(false, SeqCst);
+            let retry = self.file.as_ref().is_some_and(|f| !f.is_open())
+                && last_reopen_try.elapsed() >= Duration::from_secs(1);
+            if requested || retry {
                 self.reopen();
                 last_reopen_try = Instant::now();
             }

@@ -42,7 +42,10 @@ fn flood(threads: u64) {
     let elapsed = started.elapsed();
     let queued: u64 = results.iter().map(|r| r.0).sum();
     let suppressed: u64 = results.iter().map(|r| r.1).sum();
-    eprintln!("{threads} thread(s): {N} submits in {elapsed:?} ({:?} each); {queued} passed", elapsed / N as u32);
+    eprintln!(
+        "{threads} thread(s): {N} submits in {elapsed:?} ({:?} each); {queued} passed",
+        elapsed / N as u32
+    );
     assert_eq!(queued + suppressed, N);
 
     let counters = a.shutdown(Duration::from_secs(5));

@@ -58,7 +58,12 @@ fn check_timestamp(t: &str) -> Result<(), String> {
     };
     let (hms, frac) = clock.split_once('.').ok_or_else(bad)?;
     let h: Vec<&str> = hms.split(':').collect();
-    if h.len() != 3 || !h.iter().all(|x| digits(x, 2)) || frac.is_empty() || frac.len() > 6 || !digits(frac, frac.len()) {
+    if h.len() != 3
+        || !h.iter().all(|x| digits(x, 2))
+        || frac.is_empty()
+        || frac.len() > 6
+        || !digits(frac, frac.len())
+    {
         return Err(bad());
     }
     let (hh, mm, ss): (u32, u32, u32) = (h[0].parse().unwrap(), h[1].parse().unwrap(), h[2].parse().unwrap());
@@ -67,7 +72,11 @@ fn check_timestamp(t: &str) -> Result<(), String> {
     }
     if let Some(o) = offset {
         let (oh, om) = o.split_once(':').ok_or_else(bad)?;
-        if !digits(oh, 2) || !digits(om, 2) || oh.parse::<u32>().unwrap() > 23 || om.parse::<u32>().unwrap() > 59 {
+        if !digits(oh, 2)
+            || !digits(om, 2)
+            || oh.parse::<u32>().unwrap() > 23
+            || om.parse::<u32>().unwrap() > 59
+        {
             return Err(bad());
         }
     }
@@ -83,7 +92,11 @@ fn strict(m: &str) -> Result<Strict, String> {
     let rest = m.strip_prefix('<').ok_or("no '<'")?;
     let close = rest.find('>').ok_or("no '>'")?;
     let pri_text = &rest[..close];
-    if pri_text.is_empty() || pri_text.len() > 3 || !digits(pri_text, pri_text.len()) || (pri_text.len() > 1 && pri_text.starts_with('0')) {
+    if pri_text.is_empty()
+        || pri_text.len() > 3
+        || !digits(pri_text, pri_text.len())
+        || (pri_text.len() > 1 && pri_text.starts_with('0'))
+    {
         return Err(format!("PRIVAL {pri_text:?}"));
     }
     let pri: u16 = pri_text.parse().unwrap();

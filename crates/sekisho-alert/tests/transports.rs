@@ -81,7 +81,11 @@ fn per_target_format_facility_and_threshold() {
     let crit_only = UdpCollector::new();
     let old = UdpCollector::new();
     let targets = vec![
-        AlertTarget { facility: Facility::Local7, min_severity: Severity::Debug, ..AlertTarget::new(all.url()) },
+        AlertTarget {
+            facility: Facility::Local7,
+            min_severity: Severity::Debug,
+            ..AlertTarget::new(all.url())
+        },
         AlertTarget { min_severity: Severity::Crit, ..AlertTarget::new(crit_only.url()) },
         AlertTarget { format: Format::Rfc3164, ..AlertTarget::new(old.url()) },
     ];
@@ -170,7 +174,8 @@ fn resend_buffer_is_bounded_and_counts_what_it_drops() {
 fn time_submits(a: &Alerter, n: u32) -> (Duration, Duration) {
     let s = a.submitter();
     let at = now();
-    let records: Vec<_> = (0..n).map(|i| record("deny:no-rule", &internet_src(i), "198.18.20.5", at)).collect();
+    let records: Vec<_> =
+        (0..n).map(|i| record("deny:no-rule", &internet_src(i), "198.18.20.5", at)).collect();
     let mut max = Duration::ZERO;
     let start = Instant::now();
     for r in &records {
@@ -186,7 +191,8 @@ fn dead_and_stalled_targets_never_slow_the_caller() {
     let dead_udp = sekisho_alert::TargetUrl::Udp(format!("127.0.0.1:{}", closed_port()).parse().unwrap());
     let dead_tcp = sekisho_alert::TargetUrl::Tcp(format!("127.0.0.1:{}", closed_port()).parse().unwrap());
     let (_listener, stalled) = stalled_tcp();
-    let mut cfg = config(vec![AlertTarget::new(dead_udp), AlertTarget::new(dead_tcp), AlertTarget::new(stalled)]);
+    let mut cfg =
+        config(vec![AlertTarget::new(dead_udp), AlertTarget::new(dead_tcp), AlertTarget::new(stalled)]);
     cfg.limits.target_buffer_messages = 1000;
     cfg.limits.slots_per_kind = 1 << 16;
     cfg.limits.burst = 1_000_000; // every record passes flood control and is sent
@@ -208,10 +214,14 @@ fn dead_and_stalled_targets_never_slow_the_caller() {
     assert!(mean < Duration::from_micros(20), "mean {mean:?}");
     assert!(max < Duration::from_millis(100), "max {max:?}");
     // Meanwhile the senders struggle, and count it.
-    assert!(wait_until(Duration::from_secs(20), || {
-        let c = a.counters();
-        c.targets[0].send_errors > 0 && c.targets[1].connect_failures > 0 && c.targets[2].dropped > 0
-    }), "{:#?}", a.counters());
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let c = a.counters();
+            c.targets[0].send_errors > 0 && c.targets[1].connect_failures > 0 && c.targets[2].dropped > 0
+        }),
+        "{:#?}",
+        a.counters()
+    );
     let c = a.counters();
     assert_eq!(c.targets[1].sent, 0);
     assert!(c.targets[2].buffered <= 1000, "bounded: {:?}", c.targets[2]);
@@ -239,13 +249,14 @@ fn full_queue_is_counted_and_summarised() {
     let full = results.get(&Submitted::QueueFull).copied().unwrap_or(0);
     let queued = results.get(&Submitted::Queued).copied().unwrap_or(0);
     assert_eq!(queued + full, 1000);
-    assert!(queued >= 16 && queued < 100, "{results:?}");
+    assert!((16..100).contains(&queued), "{results:?}");
     let counters = a.counters();
     assert_eq!((counters.passed, counters.queue_dropped), (queued, full));
     // At shutdown the queue is delivered and the loss reported with its count.
     let counters = a.shutdown(SEC);
     let got = c.recv(queued as usize + 1, SEC);
-    let summaries: Vec<_> = got.iter().map(|m| parse5424(m)).filter(|m| m.msgid.as_deref() == Some("ALERTS_DROPPED")).collect();
+    let summaries: Vec<_> =
+        got.iter().map(|m| parse5424(m)).filter(|m| m.msgid.as_deref() == Some("ALERTS_DROPPED")).collect();
     assert_eq!(summaries.len(), 1);
     assert_eq!(sd(&summaries[0], "count"), Some(full.to_string().as_str()));
     assert_eq!(sd(&summaries[0], "reason"), Some("deny:no-rule"));
