@@ -345,7 +345,7 @@ proptest! {
         format::rfc3164(&m, 65_000, &mut s);
         prop_assert!(!s.chars().any(char::is_control), "{:?}", s);
         prop_assert!(s.starts_with("<161>"));
-        let header_end = s.find("]: ").unwrap() + 3;
+        let header_end = s.find(" sekishod[4242]: ").unwrap() + 17;
         prop_assert!(s[header_end..].starts_with("MYNUMBER_ISOLATION"));
         prop_assert!(s.len() <= format::MAX_RFC3164, "{}", s.len());
     }
