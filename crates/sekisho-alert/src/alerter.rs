@@ -25,6 +25,10 @@ use crate::target::{Target, TransportSettings};
 /// older generation are reported with ids instead of names).
 const NAME_GENERATIONS: usize = 8;
 
+/// Per kind and summary interval, at most this many `SUPPRESSED` summaries name one
+/// source each; the rest of the kind is summarised in one message.
+const MAX_SOURCE_SUMMARIES: usize = 16;
+
 /// Records formatted per dispatcher round before it looks at notices and summaries
 /// again.
 const BATCH: usize = 1024;
@@ -563,13 +567,40 @@ impl Dispatcher {
         let shared = Arc::clone(&self.shared);
         let mut taken = Vec::new();
         shared.limiter.take_suppressed(|t| taken.push(t));
-        for t in taken {
-            let rep = self.last_rep.get(&t.slot).copied();
-            let names = rep.and_then(|r| shared.names_for(r.generation));
-            let rep = rep.as_ref().map(|r| (r, names.as_deref()));
-            events.push(event::suppressed(t.kind, t.count, window_s, !t.mixed, rep, at));
-            shared.limiter.add_reported(t.count);
-            shared.counters.summaries.fetch_add(1, Relaxed);
+        // Per kind: the slots with one known source, largest first, get a summary
+        // each (at most MAX_SOURCE_SUMMARIES); the rest of the kind one together.
+        taken.sort_by_key(|t| {
+            let single = !t.mixed && self.last_rep.contains_key(&t.slot);
+            (t.kind, !single, std::cmp::Reverse(t.count))
+        });
+        let mut i = 0;
+        while i < taken.len() {
+            let kind = taken[i].kind;
+            let end = i + taken[i..].iter().take_while(|t| t.kind == kind).count();
+            let mut named = 0;
+            let mut rest: Option<(u64, u32)> = None; // (count, slot of the largest)
+            for t in &taken[i..end] {
+                let rep = self.last_rep.get(&t.slot).copied();
+                if !t.mixed && rep.is_some() && named < MAX_SOURCE_SUMMARIES {
+                    named += 1;
+                    let names = rep.and_then(|r| shared.names_for(r.generation));
+                    let rep = rep.as_ref().map(|r| (r, names.as_deref()));
+                    events.push(event::suppressed(t.kind, t.count, window_s, true, rep, at));
+                    shared.counters.summaries.fetch_add(1, Relaxed);
+                } else {
+                    let r = rest.get_or_insert((0, t.slot));
+                    r.0 += t.count;
+                }
+                shared.limiter.add_reported(t.count);
+            }
+            if let Some((count, slot)) = rest {
+                let rep = self.last_rep.get(&slot).copied();
+                let names = rep.and_then(|r| shared.names_for(r.generation));
+                let rep = rep.as_ref().map(|r| (r, names.as_deref()));
+                events.push(event::suppressed(kind, count, window_s, false, rep, at));
+                shared.counters.summaries.fetch_add(1, Relaxed);
+            }
+            i = end;
         }
         for kind in EventKind::ALL {
             let n = shared.queue_dropped.get(kind.index()).map_or(0, |c| c.swap(0, Relaxed));

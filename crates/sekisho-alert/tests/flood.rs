@@ -90,3 +90,41 @@ fn one_thread_flood_is_accounted_exactly() {
 fn two_thread_flood_is_accounted_exactly() {
     flood(2);
 }
+
+#[test]
+fn many_sources_give_few_summaries_and_exact_counts() {
+    let c = TcpCollector::new();
+    let mut cfg = config(vec![sekisho_alert::AlertTarget::new(c.url())]);
+    cfg.limits.slots_per_kind = 1 << 14;
+    cfg.limits.queue_capacity = 1 << 16;
+    cfg.limits.summary_interval = Duration::from_secs(3600); // only the final round
+    let a = sekisho_alert::Alerter::start(cfg).unwrap();
+    a.set_names(1, policy());
+    let at = now();
+    let (sources, each) = (1000u32, 20u64);
+    for i in 0..sources {
+        for _ in 0..each {
+            a.submit(&record("deny:no-rule", &internet_src(i), "198.18.20.5", at));
+        }
+    }
+    let counters = a.shutdown(Duration::from_secs(5));
+    assert_eq!(counters.queue_dropped, 0);
+    let frames = c.wait_for(counters.targets[0].sent as usize, Duration::from_secs(5));
+    let (mut single, mut summarised, mut summaries, mut named) = (0u64, 0u64, 0u64, 0u64);
+    for f in &frames {
+        let m = parse5424(f);
+        match m.msgid.as_deref() {
+            Some("NO_RULE") => single += 1,
+            Some("SUPPRESSED") => {
+                summaries += 1;
+                named += u64::from(sd(&m, "src").is_some());
+                summarised += sd(&m, "count").unwrap().parse::<u64>().unwrap();
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    eprintln!("{single} one by one, {summaries} summaries ({named} naming a source) covering {summarised}");
+    assert_eq!(single + summarised, u64::from(sources) * each);
+    assert!(summaries <= 17 && named <= 16, "{summaries} summaries, {named} named");
+    assert_eq!(summaries, named + 1);
+}

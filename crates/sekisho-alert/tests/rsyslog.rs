@@ -76,6 +76,7 @@ template(name="sk" type="list") {{
   property(name="syslogfacility-text") constant(value="\t")
   property(name="syslogseverity-text") constant(value="\t")
   property(name="$!rfc5424-sd") constant(value="\t")
+  property(name="$!rfc5424-sd!sekisho@32473!reason") constant(value="\t")
   property(name="msg") constant(value="\n")
 }}
 template(name="old" type="list") {{
@@ -200,9 +201,9 @@ approval = "R8-情政-012 \"特\\例\" [a]"
     let mut inputs = Vec::new();
     for line in &lines {
         let f: Vec<&str> = line.split('\t').collect();
-        assert_eq!(f.len(), 8, "{line}");
-        let (input, msgid, host, app, facility, severity, sd, msg) =
-            (f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]);
+        assert_eq!(f.len(), 9, "{line}");
+        let (input, msgid, host, app, facility, severity, sd, reason, msg) =
+            (f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]);
         inputs.push(input.to_owned());
         assert_eq!((host, app, facility), ("gw1", "sekishod", "local4"), "{line}");
         let sd: serde_json::Value = serde_json::from_str(sd).unwrap_or_else(|e| panic!("{e}: {sd}"));
@@ -210,6 +211,7 @@ approval = "R8-情政-012 \"特\\例\" [a]"
         match msgid {
             "APP_MISMATCH" => {
                 assert_eq!(severity, "crit", "app mismatch touching mynumber is raised: {line}");
+                assert_eq!(reason, "deny:app-mismatch", "one SD value by path, as docs/alerts.md shows");
                 assert_eq!(p["reason"], "deny:app-mismatch");
                 assert_eq!(p["src"], "198.18.10.5");
                 assert_eq!(p["dst"], "198.18.21.30");
