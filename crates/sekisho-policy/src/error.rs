@@ -131,6 +131,12 @@ codes! {
         /// A chain from an exception's lgwan host, through a rule naming that host, reaches
         /// sanitization or internet.
         RouteMynumber = "E-ROUTE-MYNUMBER",
+        /// `[alert] event_file` is not an absolute path in an existing directory.
+        AlertEventFile = "E-ALERT-EVENT-FILE",
+        /// An `[[alert.target]]` whose url, format, facility or min_severity is wrong.
+        AlertTarget = "E-ALERT-TARGET",
+        /// The same collector url in two `[[alert.target]]` tables.
+        AlertTargetTwice = "E-ALERT-TARGET-TWICE",
         /// The separation invariants could not be checked because zones have errors.
         InvariantsSkipped = "E-INVARIANTS-SKIPPED",
         /// A defect of sekisho itself; please report it.

@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod alert;
 mod compile;
 mod error;
 mod load;
@@ -39,6 +40,7 @@ use std::net::IpAddr;
 
 pub use ipnetwork;
 
+pub use crate::alert::{AlertTarget, Facility, Format, Severity, TargetUrl, MAX_ALERT_TARGETS};
 pub use crate::error::{ConfigError, ConfigErrors, ConfigWarning, ErrorCode, WarningCode};
 pub use crate::load::{
     load_str, DEFAULT_CONTROL_SOCKET, MAX_EXCEPTION_HOSTS, MAX_FLOW_CAPACITY, MAX_FLOW_TIMEOUT_S,
@@ -69,6 +71,7 @@ pub struct Policy {
     compiled: compile::Compiled,
     /// Warnings that do not depend on the time (see [`Policy::warnings`]).
     warnings: Vec<ConfigWarning>,
+    alert: alert::AlertSettings,
 }
 
 impl Policy {
@@ -91,6 +94,16 @@ impl Policy {
     /// (`[link] allow_ethertypes`, default empty).
     pub fn allow_ethertypes(&self) -> &[u16] {
         &self.allow_ethertypes
+    }
+
+    /// The syslog collectors (`[[alert.target]]`), in file order.
+    pub fn alert_targets(&self) -> &[AlertTarget] {
+        &self.alert.targets
+    }
+
+    /// The local JSON-lines event file (`[alert] event_file`), if any.
+    pub fn alert_event_file(&self) -> Option<&std::path::Path> {
+        self.alert.event_file.as_deref()
     }
 
     /// The zones, indexed by [`ZoneId`].

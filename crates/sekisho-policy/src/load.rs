@@ -80,7 +80,7 @@ enum Ref<T> {
 }
 
 #[derive(Default)]
-struct Loader {
+pub(crate) struct Loader {
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigWarning>,
     zones: Vec<Zone>,
@@ -107,7 +107,7 @@ enum Shape {
 }
 
 impl Loader {
-    fn err(&mut self, code: ErrorCode, item: &str, message: String) {
+    pub(crate) fn err(&mut self, code: ErrorCode, item: &str, message: String) {
         self.errors.push(ConfigError { code, item: item.to_owned(), message });
     }
 
@@ -185,7 +185,8 @@ impl Loader {
             }
         }
 
-        let _alert: Option<RawAlert> = self.table_section(&mut root, "alert");
+        let raw_alert: Option<RawAlert> = self.table_section(&mut root, "alert");
+        let alert = self.alert(raw_alert);
 
         if self.zones_ok {
             self.nested_prefixes(&ports, &paths, &exceptions, &rules);
@@ -230,6 +231,7 @@ impl Loader {
             rules,
             compiled,
             warnings: std::mem::take(&mut self.warnings),
+            alert,
         })
     }
 
@@ -345,7 +347,7 @@ impl Loader {
 
     /// Deserialise one table into `T`: every unknown key is reported (and
     /// dropped), then missing keys and wrong types are reported by serde.
-    fn item<T: DeserializeOwned>(&mut self, item: &str, v: Value, what: &str) -> Option<T> {
+    pub(crate) fn item<T: DeserializeOwned>(&mut self, item: &str, v: Value, what: &str) -> Option<T> {
         let ValueKind::Table(mut table) = v.kind else {
             let found = type_name(&v);
             self.err(ErrorCode::WrongType, item, format!("{what} must be a table of keys, found {found}"));
@@ -1401,7 +1403,11 @@ fn list_or_none(items: &[&str]) -> String {
 
 /// Match `text` against the spellings of `all`; on failure a message fragment
 /// quoting the value and listing the accepted ones.
-fn parse_choice<T: Copy>(text: &str, all: &[T], name: impl Fn(T) -> &'static str) -> Result<T, String> {
+pub(crate) fn parse_choice<T: Copy>(
+    text: &str,
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+) -> Result<T, String> {
     if let Some(x) = all.iter().copied().find(|x| name(*x) == text) {
         return Ok(x);
     }

@@ -135,10 +135,13 @@ pub(crate) struct RawLink {
     pub allow_ethertypes: Option<Vec<Int>>,
 }
 
-/// `[alert]`: no keys yet.
+/// `[alert]`; its targets are deserialised one by one (see `alert.rs`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawAlert {}
+pub(crate) struct RawAlert {
+    pub event_file: Option<Text>,
+    pub target: Option<Vec<Value>>,
+}
 
 /// `[[zone]]`.
 #[derive(Debug, Deserialize)]
@@ -335,7 +338,7 @@ mod tests {
     #[test]
     fn introspection_sees_every_field() {
         assert_eq!(fields_of::<RawZone>(), ["name", "kind", "prefixes", "upstream"]);
-        assert_eq!(fields_of::<RawAlert>(), [] as [&str; 0]);
+        assert_eq!(fields_of::<RawAlert>(), ["event_file", "target"]);
         assert_eq!(fields_of::<RawException>(), ["name", "from", "to", "service", "approval", "expires"]);
     }
 

@@ -124,7 +124,7 @@ capacty = 10
 [link]
 ethertypes = []
 [alert]
-target = "udp://198.18.50.9"
+targets = "udp://198.18.50.9"
 [[zone]]
 name = "extra"
 kind = "management"
@@ -173,7 +173,7 @@ vlan = 3
     has(&e, "[daemon]", &["unknown key `mod`", "did you mean `mode`?", "mode, control_socket"]);
     has(&e, "[flow]", &["unknown key `capacty`", "`capacity`"]);
     has(&e, "[link]", &["unknown key `ethertypes`", "allow_ethertypes"]);
-    has(&e, "[alert]", &["unknown key `target`", "takes no keys yet"]);
+    has(&e, "[alert]", &["unknown key `targets`", "did you mean `target`?", "event_file, target"]);
     has(&e, "zone \"extra\"", &["unknown key `prefix`", "accepted keys: name, kind, prefixes"]);
     has(&e, "zone \"extra\"", &["unknown key `colour`"]);
     has(&e, "path \"p\" leg 2", &["unknown key `servce`", "did you mean `service`?"]);
