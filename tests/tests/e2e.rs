@@ -615,10 +615,92 @@ fn sigterm_stops_cleanly_and_nothing_crosses_after() {
             "no per-interface summary:\n{summary}"
         );
         let last = Stats::read(&stats_path)?;
-        ensure!(last.reasons.len() == 17, "the final stats file has {} reason codes", last.reasons.len());
+        let codes = sekisho_policy::Reason::CODES.len();
+        ensure!(
+            last.reasons.len() == codes,
+            "the final stats file has {} of {codes} reason codes",
+            last.reasons.len()
+        );
         blocked(
             fx.lab.ping(Ns::Lgwan, addr::LG_TERMINAL, addr::LG_ROUTER),
             "lgwan -> router (daemon stopped)",
+        )?;
+        Ok(())
+    });
+}
+
+/// The IP header and first 8 transport bytes of `frame`: what an ICMP error quotes.
+fn quote(frame: &[u8]) -> Vec<u8> {
+    tk::ip_packet(frame)[..28].to_vec()
+}
+
+#[test]
+fn forged_icmp_errors_about_a_live_connection_do_not_cross() {
+    with_lab("forged_icmp_errors_about_a_live_connection_do_not_cross", Mode::Enforce, |fx| {
+        // A real juki-batch connection stays open (mynumber → LGWAN, the exception) while
+        // another LGWAN host forges errors about it toward the mynumber host.
+        let (batch_port, juki) = (40555, addr::LG_JUKI);
+        let mut holder = fx.lab.command(Ns::Mynumber, "socat");
+        holder.args(["-u", "EXEC:sleep 6", &format!("TCP:{juki}:22,bind={}:{batch_port}", addr::MN_BATCH)]);
+        holder.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        let mut holder = holder.spawn().context("cannot start socat")?;
+        std::thread::sleep(Duration::from_millis(800));
+        let segment = tk::tcp(addr::MN_BATCH, batch_port, juki, 22, tk::flags::ACK, b"");
+        let third_party = tk::icmp("198.18.20.31", addr::MN_BATCH, 3, 3, [0; 4], &quote(&segment), 64);
+        let oversized = tk::icmp(
+            juki,
+            addr::MN_BATCH,
+            3,
+            3,
+            [0; 4],
+            &[&quote(&segment)[..], &[0x41; 1200][..]].concat(),
+            64,
+        );
+        let before = fx.snapshot()?;
+        // Anything sekishod forwards from lg-in leaves through lg-out: watch it there.
+        let witness = fx.lab.capture(Ns::Gateway, "lg-out", "icmp and dst host 198.18.10.5")?;
+        fx.lab.send_frame(Ns::Lgwan, &third_party)?;
+        fx.lab.send_frame(Ns::Lgwan, &oversized)?;
+        let d = fx.moved(&before, "deny:icmp-third-party")?;
+        let d = if d.reason("deny:malformed") > 0 { d } else { fx.moved(&before, "deny:malformed")? };
+        let seen = witness.finish()?;
+        let _ = cmd::stop_child(&mut holder, Duration::from_secs(1));
+        ensure!(seen.is_empty(), "a forged ICMP error left lg-out: {seen:?}");
+        ensure!(d.side("lg-in", "dropped") >= 2, "lg-in did not drop both: {d}");
+        Ok(())
+    });
+}
+
+#[test]
+fn link_traffic_aimed_across_zones_does_not_cross() {
+    with_lab("link_traffic_aimed_across_zones_does_not_cross", Mode::Enforce, |fx| {
+        let payload = vec![0x42; 650];
+        let frames = [
+            tk::icmp("fe80::1", "2001:db8:10::5", 135, 0, [0; 4], &[0; 16], 255),
+            tk::icmp("fe80::1", "2001:db8:10::5", 131, 0, [0; 4], &[0; 16], 1),
+            tk::udp("fe80::1", 546, "2001:db8:20::5", 547, &payload),
+            tk::udp("0.0.0.0", 68, addr::MN_BATCH, 67, &payload),
+        ];
+        let before = fx.snapshot()?;
+        let witness = fx.lab.capture(
+            Ns::Gateway,
+            "in-out",
+            "dst host 198.18.10.5 or dst host 2001:db8:10::5 or dst host 2001:db8:20::5",
+        )?;
+        for f in &frames {
+            fx.lab.send_frame(Ns::Internet, f)?;
+        }
+        let d = fx.moved(&before, "deny:link-scope")?;
+        let d = if d.reason("deny:bogon-address") > 0 { d } else { fx.moved(&before, "deny:bogon-address")? };
+        let seen = witness.finish()?;
+        ensure!(seen.is_empty(), "link-shaped frames left in-out: {seen:?}");
+        ensure!(d.reason("deny:link-scope") >= 3, "{d}");
+        ensure!(d.side("in-in", "dropped") >= 4, "in-in did not drop them all: {d}");
+        // Real link traffic still works: the LGWAN terminal reaches its router over IPv6
+        // (neighbour discovery first).
+        pass(
+            fx.lab.ping(Ns::Lgwan, addr::LG_TERMINAL6, addr::LG_ROUTER6),
+            "lgwan terminal -> its router (v6)",
         )?;
         Ok(())
     });
