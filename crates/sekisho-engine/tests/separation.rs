@@ -291,6 +291,18 @@ fn frag_ends() -> impl Strategy<Value = (usize, usize)> {
     ]
 }
 
+/// Ends for echo requests and replies: mostly ones a menu item allows, either way round.
+fn echo_ends() -> impl Strategy<Value = (usize, usize)> {
+    let h = 0..HOSTS.len();
+    prop_oneof![
+        2 => Just((13, 4)), // mgmt → lgwan (mgmt-ping)
+        2 => Just((4, 13)),
+        1 => Just((3, 8)),  // mynumber → lgwan, IPv6 (juki-ping)
+        1 => Just((8, 3)),
+        2 => (h.clone(), h),
+    ]
+}
+
 fn spec() -> impl Strategy<Value = Spec> {
     let h = 0..HOSTS.len();
     let step = prop_oneof![
@@ -308,7 +320,7 @@ fn spec() -> impl Strategy<Value = Spec> {
         8 => (0..PAIRS.len(), step).prop_map(|(pair, step)| Spec::Tcp { pair, step }),
         2 => (h.clone(), prop::sample::select(vec![53u16, 5000]), h.clone(), prop::sample::select(vec![53u16, 5000]))
             .prop_map(|(src, sport, dst, dport)| Spec::Udp { src, sport, dst, dport }),
-        2 => (h.clone(), h.clone(), 0..3u16, any::<bool>()).prop_map(|(src, dst, ident, reply)| Spec::Echo { src, dst, ident, reply }),
+        3 => (echo_ends(), 0..3u16, any::<bool>()).prop_map(|((src, dst), ident, reply)| Spec::Echo { src, dst, ident, reply }),
         1 => (h.clone(), h.clone(), prop::sample::select(vec![5u8, 13, 17])).prop_map(|(src, dst, ty)| Spec::Query { src, dst, ty }),
         4 => (
             prop_oneof![3 => Just(ErrorFrom::Peer), 1 => (0..ROUTERS.len()).prop_map(ErrorFrom::Router), 1 => h.clone().prop_map(ErrorFrom::Host)],
