@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Breaks the engine on purpose, one separation fix at a time, and shows which tests catch
+each break (docs/security.md, "How each way around it is closed").
+
+    python3 deploy/mutations.py            # every mutation (about 15 minutes on 2 cores)
+    python3 deploy/mutations.py 1a 7       # those whose names start with 1a or 7
+
+Run it on a clean tree: each mutation edits one file and `git checkout` restores it.
+Prints one line per mutation: the tests that failed, or NOT CAUGHT.
+"""
+import os
+import re
+import subprocess
+import sys
+
+os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+# (name, file, the code as it is, the code broken)
+M = [
+ ("1a icmp error from any source", "crates/sekisho-engine/src/resolve.rs", "if ip.src != q.dst && !from_router {", "if false && ip.src != q.dst && !from_router {"),
+ ("1b icmp error of any size", "crates/sekisho-engine/src/resolve.rs", "if ip.total_len > max {", "if false && ip.total_len > max {"),
+ ("1c related skips re-decision", "crates/sekisho-engine/src/resolve.rs", "    let reason = decide::current(cx, entry, &key);\n    if reason.allowed() {\n        Reason::Related", "    let reason = Reason::IntraZone;\n    if reason.allowed() {\n        Reason::Related"),
+ ("1d icmp error from either side", "crates/sekisho-engine/src/resolve.rs", "    if cx.ingress.side != peer_side {\n        return Reason::SpoofedSource;", "    if false && cx.ingress.side != peer_side {\n        return Reason::SpoofedSource;"),
+ ("2a mapped ipv6 accepted", "crates/sekisho-engine/src/ingress.rs", "matches!(a.to_bits() >> 32, 0 | 0xffff | 0xffff_0000)", "false && matches!(a.to_bits() >> 32, 0 | 0xffff | 0xffff_0000)"),
+ ("3 link traffic judged by its source", "crates/sekisho-engine/src/link.rs", "|| on_segment_source(policy, port, ip.src) && on_segment_destination(policy, port, ip.dst);", "|| on_segment_source(policy, port, ip.src);"),
+ ("4 outside takes any destination", "crates/sekisho-engine/src/ingress.rs", "Side::Outside if policy.zone_of(responder) != Some(port.zone) => Err(Reason::Misdirected),", "Side::Outside if false => Err(Reason::Misdirected),"),
+ ("4b own-zone source from outside", "crates/sekisho-engine/src/ingress.rs", "Side::Outside if policy.zone_of(initiator) == Some(port.zone) && !port.is_router(initiator) => {", "Side::Outside if false => {"),
+ ("5 any vlan", "crates/sekisho-engine/src/ingress.rs", "if port.admits_vlan(vlan.outer, vlan.inner) {", "if true || port.admits_vlan(vlan.outer, vlan.inner) {"),
+ ("6a no side binding", "crates/sekisho-engine/src/track.rs", "    if cx.ingress.side != expected {\n        return Reason::SpoofedSource;", "    if false && cx.ingress.side != expected {\n        return Reason::SpoofedSource;"),
+ ("6b established evictable", "crates/sekisho-flow/src/entry.rs", "!matches!(self, FlowState::Replied | FlowState::Established)", "true"),
+ ("6c no sequence check", "crates/sekisho-engine/src/track.rs", "Observed::OutOfWindow if reason.allowed() => return Reason::OutOfWindow,", "Observed::OutOfWindow if false => return Reason::OutOfWindow,"),
+ ("6d one share for all", "crates/sekisho-flow/src/map.rs", "guaranteed: capacity / (2 * n),", "guaranteed: 0,"),
+ ("7a fragments keep their first verdict", "crates/sekisho-engine/src/resolve.rs", "    let reason = decide::current(cx, entry, &parent);\n    if reason.allowed() {\n        if let", "    let reason = crate::reason::decode(entry.decision().verdict);\n    if reason.allowed() {\n        if let"),
+ ("7b fragments live forever", "crates/sekisho-flow/src/fragments.rs", "now.saturating_sub(self.created) > *lifetime", "false && now.saturating_sub(self.created) > *lifetime"),
+ ("8 echo keyed without direction", "crates/sekisho-wire/src/lib.rs", "        if self.is_echo_request() {\n            (self.ident, 0)\n        } else if self.is_echo_reply() {\n            (0, self.ident)", "        if self.is_echo_request() {\n            (self.ident, self.ident)\n        } else if self.is_echo_reply() {\n            (self.ident, self.ident)"),
+ ("10a timeouts on the wall clock", "crates/sekisho-engine/src/lib.rs", "        let cx = Cx { engine: self, loaded: &loaded, port, ingress, now, monitor };", "        let now = Now { mono: now.wall.0, ..now };\n                let cx = Cx { engine: self, loaded: &loaded, port, ingress, now, monitor };"),
+ ("10b decisions use a lagging clock", "crates/sekisho-engine/src/lib.rs", "let now = Now { wall: Timestamp(now.wall.0.max(loaded.since)), ..now };", "let now = Now { wall: now.wall, ..now };"),
+ ("2b keys without the family", "crates/sekisho-flow/src/key.rs", "let v6 = src.addr.is_ipv6();", "let v6 = false;"),
+]
+only = sys.argv[1:]
+for name, path, old, new in M:
+    if only and not any(name.startswith(o) for o in only):
+        continue
+    src = open(path).read()
+    if old not in src:
+        print(f"{name}: PATTERN NOT FOUND", flush=True); continue
+    open(path, "w").write(src.replace(old, new, 1))
+    try:
+        caught = []
+        for t in ["separation", "attacks", "engine"]:
+            r = subprocess.run(["cargo", "test", "-p", "sekisho-engine", "--test", t], capture_output=True, text=True, timeout=1200)
+            out = r.stdout + r.stderr
+            if "could not compile" in out:
+                caught.append(f"{t}: BUILD ERROR")
+                break
+            caught += [f"{t}::{x}" for x in re.findall(r"^test (\S+) \.\.\. FAILED", out, re.M)]
+            if t == "separation":
+                m = re.search(r"Test failed: (.*)", out)
+                if m and caught: caught[-1] += f" [{m.group(1)[:150]}]"
+        print(f"{name}: " + ("; ".join(caught) if caught else "NOT CAUGHT"), flush=True)
+    finally:
+        subprocess.run(["git", "checkout", "--", path])
