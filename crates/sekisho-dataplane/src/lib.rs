@@ -220,6 +220,8 @@ struct Worker {
 
 impl Worker {
     fn run(mut self) {
+        let engine = self.engine.clone();
+        let mut engine = engine.worker();
         let counters = &self.interfaces[self.me].counters;
         while !self.stop.load(Relaxed) {
             let frame = match self.rx.next() {
@@ -238,7 +240,7 @@ impl Worker {
                 counters.truncated.fetch_add(1, Relaxed);
                 continue;
             }
-            let verdict = self.engine.process(self.clock.now(), self.ingress, frame);
+            let verdict = engine.process(self.clock.now(), self.ingress, frame);
             if verdict.action == Action::Forward && !matches!(self.tx.send_to(frame, None), Some(Ok(()))) {
                 counters.send_errors.fetch_add(1, Relaxed);
             }

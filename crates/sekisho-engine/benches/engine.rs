@@ -15,9 +15,8 @@ fn established(c: &mut Criterion) {
     let (at, data) = established_mail_flow(&e);
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("established_flow_packet", |b| {
-        b.iter(|| e.process(NOW, at, std::hint::black_box(&data)))
-    });
+    let mut w = e.worker();
+    g.bench_function("established_flow_packet", |b| b.iter(|| w.process(NOW, at, std::hint::black_box(&data))));
     g.finish();
 }
 
@@ -34,6 +33,7 @@ fn new_flows(c: &mut Criterion) {
             let mut frame = tcp("203.0.113.7", 1, "198.18.40.10", 25, SYN, b"");
             while left > 0 {
                 let e = lab_engine(CAPACITY);
+                let mut w = e.worker();
                 let at = inside(&e, "internet-uplink");
                 let n = left.min(CAPACITY as u64 - 1);
                 let start = Instant::now();
@@ -42,7 +42,7 @@ fn new_flows(c: &mut Criterion) {
                     let i = i as u32;
                     frame[28..30].copy_from_slice(&((i >> 16) as u16).to_be_bytes());
                     frame[34..36].copy_from_slice(&(i as u16).to_be_bytes());
-                    std::hint::black_box(e.process(NOW, at, &frame));
+                    std::hint::black_box(w.process(NOW, at, &frame));
                 }
                 total += start.elapsed();
                 left -= n;
@@ -52,9 +52,10 @@ fn new_flows(c: &mut Criterion) {
     });
     g.bench_function("denied_syn", |b| {
         let e = lab_engine(1 << 16);
+        let mut w = e.worker();
         let at = inside(&e, "lgwan-uplink");
         let frame = tcp("198.18.20.5", 40000, "203.0.113.9", 443, SYN, b"");
-        b.iter_batched_ref(|| frame.clone(), |f| e.process(NOW, at, f), BatchSize::SmallInput)
+        b.iter_batched_ref(|| frame.clone(), |f| w.process(NOW, at, f), BatchSize::SmallInput)
     });
     g.finish();
 }

@@ -17,9 +17,10 @@ use support::{established_mail_flow, lab_engine, NOW};
 fn main() {
     let e = lab_engine(1000);
     let (at, data) = established_mail_flow(&e);
+    let mut w = e.worker();
     let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     for _ in 0..n {
-        let v = e.process(NOW, at, std::hint::black_box(&data));
+        let v = w.process(NOW, at, std::hint::black_box(&data));
         assert_eq!(v.action, Action::Forward);
     }
 }

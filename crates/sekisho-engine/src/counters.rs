@@ -1,4 +1,9 @@
 //! Counters per reason code and per port side: relaxed atomics, read as snapshots.
+//!
+//! Each [`Worker`](crate::Worker) has a shard of its own, which only it writes (a load
+//! and a store, no locked instruction, no cache line shared with another worker); the
+//! engine's own shard serves [`Engine::process`](crate::Engine::process), which any thread
+//! may call, with `fetch_add`. A snapshot sums the shards.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -15,9 +20,21 @@ struct SideAtomics {
     monitored: AtomicU64,
 }
 
+/// One shard of counters.
 pub(crate) struct Counters {
     by_reason: [AtomicU64; Reason::CODES.len()],
     ports: Box<[[SideAtomics; 2]]>,
+}
+
+/// Adds `n` to `a`: by `fetch_add` when other threads may write it too, by a load and a
+/// store when this thread is its only writer.
+#[inline(always)]
+fn add(a: &AtomicU64, n: u64, exclusive: bool) {
+    if exclusive {
+        a.store(a.load(Relaxed).wrapping_add(n), Relaxed);
+    } else {
+        a.fetch_add(n, Relaxed);
+    }
 }
 
 /// Frames that arrived on one interface and what became of them.
@@ -68,18 +85,40 @@ impl Counters {
         }
     }
 
-    pub(crate) fn count(&self, ingress: Ingress, len: usize, v: &Verdict) {
-        self.by_reason[v.reason.index()].fetch_add(1, Relaxed);
+    /// Counts one frame. `exclusive`: the calling thread is this shard's only writer.
+    #[inline]
+    pub(crate) fn count(&self, ingress: Ingress, len: usize, v: &Verdict, exclusive: bool) {
+        add(&self.by_reason[v.reason.index()], 1, exclusive);
         let Some(port) = self.ports.get(usize::from(ingress.port.0)) else { return };
         let side = &port[ingress.side as usize];
-        side.packets.fetch_add(1, Relaxed);
-        side.bytes.fetch_add(len as u64, Relaxed);
+        add(&side.packets, 1, exclusive);
+        add(&side.bytes, len as u64, exclusive);
         match v.action {
-            Action::Forward => side.forwarded.fetch_add(1, Relaxed),
-            Action::Drop => side.dropped.fetch_add(1, Relaxed),
-        };
+            Action::Forward => add(&side.forwarded, 1, exclusive),
+            Action::Drop => add(&side.dropped, 1, exclusive),
+        }
         if v.monitored {
-            side.monitored.fetch_add(1, Relaxed);
+            add(&side.monitored, 1, exclusive);
+        }
+    }
+
+    /// Adds this shard's counts into `total`.
+    pub(crate) fn add_to(&self, total: &mut CounterSnapshot) {
+        let s = self.snapshot();
+        for (t, n) in total.by_reason.iter_mut().zip(s.by_reason) {
+            *t += n;
+        }
+        if total.ports.len() < s.ports.len() {
+            total.ports.resize(s.ports.len(), PortCounters::default());
+        }
+        for (t, p) in total.ports.iter_mut().zip(&s.ports) {
+            for (t, p) in [(&mut t.inside, &p.inside), (&mut t.outside, &p.outside)] {
+                t.packets += p.packets;
+                t.bytes += p.bytes;
+                t.forwarded += p.forwarded;
+                t.dropped += p.dropped;
+                t.monitored += p.monitored;
+            }
         }
     }
 

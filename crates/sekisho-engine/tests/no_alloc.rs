@@ -89,14 +89,17 @@ fn established_flows_related_packets_and_drops_allocate_nothing() {
     let mapped = udp("::ffff:198.18.10.5", 1, "::ffff:198.18.10.1", 2, b"x");
     let tagged = vlan(&denied, 0x8100, 7);
     let nd = icmp("fe80::5", "ff02::1:ff00:1", 135, 0, [0; 4], &[0; 16], 255);
+    let mut w = e.worker();
     // Warm up thread-local state in the map's reclamation and the policy's swap.
     for _ in 0..1000 {
         e.process(t(0), at, &data_out);
+        w.process(t(0), at, &data_out);
     }
     let n = allocations_during(|| {
         for i in 0..20_000u64 {
             let now = t(i);
             assert_eq!(e.process(now, at, &data_out).action, Action::Forward);
+            assert_eq!(w.process(now, at, &data_out).action, Action::Forward);
             assert_eq!(e.process(now, back, &data_back).action, Action::Forward);
             assert_eq!(e.process(now, inside("lgwan"), &later).action, Action::Forward);
             assert_eq!(e.process(now, outside("lgwan"), &unreachable).action, Action::Forward);
