@@ -27,7 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use pnet_datalink::{Channel, Config, DataLinkReceiver, DataLinkSender, NetworkInterface};
-use sekisho_engine::{Action, Engine, Ingress, Now, Side};
+use sekisho_engine::{Action, Engine, Ingress, Now, Side, Verdict};
 use sekisho_policy::{PortId, Timestamp};
 
 /// Ethernet header plus two VLAN tags: what a frame may carry beyond the MTU.
@@ -93,6 +93,23 @@ pub enum StartError {
     Thread(io::Error),
 }
 
+/// What the workers report besides forwarding: every frame enforce mode drops, or that
+/// monitor mode forwards but would have dropped (`verdict.is_alert()`). Called on the
+/// worker's thread for each such frame: an implementation must not block, lock or
+/// allocate (the alert pipeline's submitter and a bounded event ring qualify).
+pub trait Observer: Send + Sync + 'static {
+    /// One frame that enforce mode drops (or would drop).
+    fn dropped(&self, now: Now, ingress: Ingress, verdict: &Verdict);
+}
+
+/// An [`Observer`] that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn dropped(&self, _: Now, _: Ingress, _: &Verdict) {}
+}
+
 /// Counters the data plane keeps per interface, beside the engine's.
 #[derive(Debug, Default)]
 pub struct IoCounters {
@@ -102,6 +119,10 @@ pub struct IoCounters {
     pub send_errors: AtomicU64,
     /// Read errors other than timeouts.
     pub read_errors: AtomicU64,
+    /// The monotonic clock (ns, as [`Clock::now`]) when the worker last went round its
+    /// loop: it does at least every read timeout (100 ms), so a stale value means a stuck
+    /// worker (for a watchdog).
+    pub heartbeat: AtomicU64,
 }
 
 /// One interface of one port, as the data plane opened it.
@@ -208,6 +229,7 @@ fn bind(
 /// interface of the pair).
 struct Worker {
     engine: Arc<Engine>,
+    observer: Arc<dyn Observer>,
     interfaces: Arc<Vec<Interface>>,
     me: usize,
     ingress: Ingress,
@@ -224,6 +246,7 @@ impl Worker {
         let mut engine = engine.worker();
         let counters = &self.interfaces[self.me].counters;
         while !self.stop.load(Relaxed) {
+            counters.heartbeat.store(self.clock.now().mono, Relaxed);
             let frame = match self.rx.next() {
                 Ok(frame) => frame,
                 Err(e) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::Interrupted => {
@@ -240,7 +263,11 @@ impl Worker {
                 counters.truncated.fetch_add(1, Relaxed);
                 continue;
             }
-            let verdict = engine.process(self.clock.now(), self.ingress, frame);
+            let now = self.clock.now();
+            let verdict = engine.process(now, self.ingress, frame);
+            if verdict.is_alert() {
+                self.observer.dropped(now, self.ingress, &verdict);
+            }
             if verdict.action == Action::Forward && !matches!(self.tx.send_to(frame, None), Some(Ok(()))) {
                 counters.send_errors.fetch_add(1, Relaxed);
             }
@@ -252,7 +279,10 @@ impl DataPlane {
     /// Checks every port's interfaces, switches off offloads that break inline
     /// forwarding, opens the sockets and starts one worker per interface. Returns the
     /// running data plane and the warnings found (offloads that could not be changed).
-    pub fn start(engine: Arc<Engine>) -> Result<(DataPlane, Vec<Warning>), StartError> {
+    pub fn start(
+        engine: Arc<Engine>,
+        observer: Arc<dyn Observer>,
+    ) -> Result<(DataPlane, Vec<Warning>), StartError> {
         let loaded = engine.loaded();
         let ports = loaded.policy.ports().to_vec();
         drop(loaded);
@@ -339,6 +369,7 @@ impl DataPlane {
             let ingress = Ingress { port: interfaces[me].port, side: interfaces[me].side };
             let worker = Worker {
                 engine: engine.clone(),
+                observer: observer.clone(),
                 interfaces: interfaces.clone(),
                 me,
                 ingress,
@@ -461,6 +492,7 @@ mod tests {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let worker = Worker {
             engine: engine.clone(),
+            observer: Arc::new(NoObserver),
             interfaces: interfaces.clone(),
             me: 0,
             ingress: Ingress { port: PortId(0), side: Side::Inside },

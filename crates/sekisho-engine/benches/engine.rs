@@ -16,7 +16,9 @@ fn established(c: &mut Criterion) {
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(1));
     let mut w = e.worker();
-    g.bench_function("established_flow_packet", |b| b.iter(|| w.process(NOW, at, std::hint::black_box(&data))));
+    g.bench_function("established_flow_packet", |b| {
+        b.iter(|| w.process(NOW, at, std::hint::black_box(&data)))
+    });
     g.finish();
 }
 

@@ -145,7 +145,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
         .context("cannot install the signal handler")?;
     let engine = Arc::new(Engine::new(policy));
-    let (dp, warnings) = DataPlane::start(engine).map_err(|e| UsageError(e.to_string()))?;
+    let (dp, warnings) = DataPlane::start(engine, Arc::new(sekisho_dataplane::NoObserver))
+        .map_err(|e| UsageError(e.to_string()))?;
     for w in &warnings {
         tracing::warn!("{w}");
     }
