@@ -32,7 +32,7 @@ pub(crate) fn tunnel_class(t: Option<Tunnel>) -> u8 {
     }
 }
 
-fn class_tunnel(class: u8) -> Option<Tunnel> {
+pub(crate) fn class_tunnel(class: u8) -> Option<Tunnel> {
     match class {
         1 => Some(Tunnel::Gre),
         2 => Some(Tunnel::IpInIp),

@@ -46,7 +46,7 @@ pub use crate::load::{
     load_str, DEFAULT_CONTROL_SOCKET, MAX_EXCEPTION_HOSTS, MAX_FLOW_CAPACITY, MAX_FLOW_TIMEOUT_S,
 };
 pub use crate::model::{
-    App, Connection, Endpoint, Exception, ExceptionId, FlowSettings, Leg, Method, Mode, Path, PathId, Port,
+    App, Connection, ControlSettings, Endpoint, Exception, ExceptionId, FlowSettings, Leg, Method, Mode, Path, PathId, Port,
     PortId, PortRange, PortSide, Proto, Rule, RuleId, Service, ServiceId, Zone, ZoneId, ZoneKind,
 };
 pub use crate::reason::{Decision, Reason, ReasonName};
@@ -60,6 +60,7 @@ pub const EXPIRY_NOTICE: Timestamp = Timestamp::from_secs(30 * 86_400);
 pub struct Policy {
     mode: Mode,
     control_socket: String,
+    control: ControlSettings,
     flow: FlowSettings,
     allow_ethertypes: Vec<u16>,
     zones: Vec<Zone>,
@@ -83,6 +84,16 @@ impl Policy {
     /// The control socket path (`[daemon] control_socket`).
     pub fn control_socket(&self) -> &str {
         &self.control_socket
+    }
+
+    /// Who may use the control socket (`[control]`).
+    pub fn control(&self) -> &ControlSettings {
+        &self.control
+    }
+
+    /// The same policy in another mode (what `sekishoctl mode` swaps in).
+    pub fn with_mode(&self, mode: Mode) -> Policy {
+        Policy { mode, ..self.clone() }
     }
 
     /// Flow-table settings (`[flow]`).
@@ -268,7 +279,7 @@ mod docs {
     //! The configuration documents name every key, code and reason sekisho knows.
 
     use crate::raw::{
-        fields_of, RawDaemon, RawException, RawFlow, RawLeg, RawLink, RawPath, RawPort, RawRule, RawService,
+        fields_of, RawControl, RawDaemon, RawException, RawFlow, RawLeg, RawLink, RawPath, RawPort, RawRule, RawService,
         RawZone,
     };
     use crate::{ErrorCode, Reason, WarningCode};
@@ -282,6 +293,7 @@ mod docs {
     fn every_key_code_and_reason_is_documented() {
         let keys = [
             fields_of::<RawDaemon>(),
+            fields_of::<RawControl>(),
             fields_of::<RawFlow>(),
             fields_of::<RawLink>(),
             fields_of::<RawZone>(),

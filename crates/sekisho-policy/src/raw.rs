@@ -116,6 +116,14 @@ pub(crate) struct RawDaemon {
     pub control_socket: Option<Text>,
 }
 
+/// `[control]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControl {
+    pub admin_group: Option<Text>,
+    pub read_group: Option<Text>,
+}
+
 /// `[flow]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
