@@ -989,7 +989,10 @@ pub enum EventBody {
     /// A frame enforce mode dropped (or monitor mode forwarded but would drop).
     Verdict(VerdictEvent),
     /// An operator's change (also in `history`).
-    Change(Change),
+    Change {
+        /// The change.
+        change: Change,
+    },
     /// Events this reader did not get (the daemon never waits for a reader).
     Lost {
         /// How many.

@@ -46,8 +46,9 @@ pub use crate::load::{
     load_str, DEFAULT_CONTROL_SOCKET, MAX_EXCEPTION_HOSTS, MAX_FLOW_CAPACITY, MAX_FLOW_TIMEOUT_S,
 };
 pub use crate::model::{
-    App, Connection, ControlSettings, Endpoint, Exception, ExceptionId, FlowSettings, Leg, Method, Mode, Path, PathId, Port,
-    PortId, PortRange, PortSide, Proto, Rule, RuleId, Service, ServiceId, Zone, ZoneId, ZoneKind,
+    App, Connection, ControlSettings, Endpoint, Exception, ExceptionId, FlowSettings, Leg, Method, Mode,
+    Path, PathId, Port, PortId, PortRange, PortSide, Proto, Rule, RuleId, Service, ServiceId, Zone, ZoneId,
+    ZoneKind,
 };
 pub use crate::reason::{Decision, Reason, ReasonName};
 pub use crate::time::Timestamp;
@@ -279,8 +280,8 @@ mod docs {
     //! The configuration documents name every key, code and reason sekisho knows.
 
     use crate::raw::{
-        fields_of, RawControl, RawDaemon, RawException, RawFlow, RawLeg, RawLink, RawPath, RawPort, RawRule, RawService,
-        RawZone,
+        fields_of, RawControl, RawDaemon, RawException, RawFlow, RawLeg, RawLink, RawPath, RawPort, RawRule,
+        RawService, RawZone,
     };
     use crate::{ErrorCode, Reason, WarningCode};
 

@@ -10,13 +10,13 @@ use serde::de::DeserializeOwned;
 use crate::compile::{touched, Compiled};
 use crate::error::{ConfigError, ConfigErrors, ConfigWarning, ErrorCode, WarningCode};
 use crate::model::{
-    App, ControlSettings, Endpoint, Exception, FlowSettings, Leg, Method, Mode, Path, Port, PortRange, Proto, Rule, Service,
-    ServiceId, Zone, ZoneId, ZoneKind,
+    App, ControlSettings, Endpoint, Exception, FlowSettings, Leg, Method, Mode, Path, Port, PortRange, Proto,
+    Rule, Service, ServiceId, Zone, ZoneId, ZoneKind,
 };
 use crate::raw::Flag;
 use crate::raw::{
-    describe, fields_of, one_line, str_key, type_name, Int, PortEntry, RawAlert, RawControl, RawDaemon, RawException,
-    RawFlow, RawLeg, RawLink, RawPath, RawPort, RawRule, RawService, RawZone, Text,
+    describe, fields_of, one_line, str_key, type_name, Int, PortEntry, RawAlert, RawControl, RawDaemon,
+    RawException, RawFlow, RawLeg, RawLink, RawPath, RawPort, RawRule, RawService, RawZone, Text,
 };
 use crate::route;
 use crate::time::parse_expires;

@@ -538,7 +538,8 @@ fn control_groups() {
     has(&e, "[control]", &["admin_group \"Wheel Users\" is not a group name"]);
     has(&e, "[control]", &["read_group \"\" is not a group name"]);
     has(&e, "[control]", &["unknown key `readgroup`", "did you mean `read_group`?"]);
-    let text = format!("{BASE}\n[control]\nadmin_group = \"sekisho-admin\"\nread_group = \"_sekisho_read\"\n");
+    let text =
+        format!("{BASE}\n[control]\nadmin_group = \"sekisho-admin\"\nread_group = \"_sekisho_read\"\n");
     let p = load_str(&text, "t").unwrap();
     assert_eq!(p.control().admin_group.as_deref(), Some("sekisho-admin"));
     assert_eq!(p.control().read_group.as_deref(), Some("_sekisho_read"));

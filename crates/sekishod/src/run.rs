@@ -75,7 +75,9 @@ fn stuck(dp: &DataPlane, mono: u64) -> Vec<String> {
         .collect()
 }
 
-pub(crate) fn run(args: Args, log: Arc<dyn LogControl>) -> anyhow::Result<Outcome> {
+pub(crate) fn run(mut args: Args, log: Arc<dyn LogControl>) -> anyhow::Result<Outcome> {
+    // SIGHUP and `reload` read the file again: by its absolute path.
+    args.config = std::fs::canonicalize(&args.config).unwrap_or(args.config);
     let text = std::fs::read_to_string(&args.config)
         .map_err(|e| UsageError(format!("cannot read configuration {}: {e}", args.config.display())))?;
     let policy = sekisho_policy::load_str(&text, &args.config.display().to_string())

@@ -99,7 +99,7 @@ impl Journal {
             }
         }
         let at = change.at.clone();
-        self.publish(at, EventBody::Change(change));
+        self.publish(at, EventBody::Change { change });
     }
 
     fn append(&self, change: &Change) -> anyhow::Result<()> {
@@ -205,7 +205,7 @@ mod tests {
         }
         assert_eq!(j.history(2).unwrap().iter().map(|c| c.generation).collect::<Vec<_>>(), [1, 2]);
         let e = follower.try_recv().unwrap();
-        assert_eq!((e.seq, matches!(e.body, EventBody::Change(_))), (1, true));
+        assert_eq!((e.seq, matches!(e.body, EventBody::Change { .. })), (1, true));
         // Past the bound the file is rotated; the latest changes still read back.
         let big = Change { detail: "x".repeat(HISTORY_MAX_BYTES as usize), ..change(9) };
         j.record(big);
