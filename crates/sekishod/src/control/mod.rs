@@ -384,20 +384,20 @@ impl Controller {
         }
         let changes = diff::changes(old, &new.policy);
         let review = self.engine.review(&new.policy, self.now());
-        let control_changed = old.control() != new.policy.control();
         new.generation = self
             .engine
             .reload(new.policy.clone())
             .map_err(|e| err(ErrorCode::RestartNeeded, format!("{e}; the running policy stays")))?;
-        if control_changed {
-            let (access, mut notes) = Access::resolve(new.policy.control());
+        // The groups are looked up again at every change (`groupadd`, then `reload`).
+        let (access, mut notes) = Access::resolve(new.policy.control());
+        if self.access.read().is_ok_and(|a| *a != access) {
             notes.extend(auth::apply_acl(&self.socket, &access));
-            for n in notes {
-                tracing::warn!("{n}");
-            }
             if let Ok(mut a) = self.access.write() {
                 *a = access;
             }
+        }
+        for n in notes {
+            tracing::warn!("{n}");
         }
         let previous = std::mem::replace(&mut st.current, new);
         Ok((changes, cut(&review), previous))
