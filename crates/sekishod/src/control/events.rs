@@ -19,7 +19,7 @@ use sekisho_policy::{Policy, Reason, Timestamp};
 /// Slots in the ring (a power of two).
 pub(crate) const RING: usize = 1 << 14;
 /// The most events one drain turns into stream events; beyond, they are counted lost
-/// (at 20 drains a second: 40,000 events/s).
+/// (drained every 20 ms: 100,000 events/s).
 pub(crate) const DRAIN_MAX: u64 = 2_000;
 
 #[derive(Default)]
