@@ -307,7 +307,7 @@ fn permission_matrix_with_real_users() {
         ensure!(
             history.as_array().is_some_and(|h| h
                 .iter()
-                .any(|c| c["ok"] == false && c["uid"].to_string() == read_uid && c["action"] == "mode")),
+                .any(|c| c["ok"] == false && c["uid"].as_u64().is_some_and(|u| u.to_string() == read_uid) && c["action"] == "mode")),
             "the refusal of uid {read_uid} is not in the history: {history}"
         );
         ensure!(ctl_json(fx, &["status"], 0)?["mode"] == "enforce", "a refused mode change happened");
@@ -784,4 +784,113 @@ fn the_daemon_holds_no_capability_and_its_socket_is_0660_in_a_0750_directory() {
             Ok(())
         },
     );
+}
+
+/// Removes the service user when dropped.
+struct ServiceUser;
+
+const SERVICE_USER: &str = "ske2e-svc";
+
+impl Drop for ServiceUser {
+    fn drop(&mut self) {
+        run_quiet(&["userdel", SERVICE_USER]);
+        run_quiet(&["groupdel", SERVICE_USER]);
+    }
+}
+
+#[test]
+fn runs_as_the_systemd_unit_does_notify_watchdog_no_capabilities() {
+    with_lab("runs_as_the_systemd_unit_does_notify_watchdog_no_capabilities", Mode::Enforce, |fx| {
+        use std::os::unix::net::UnixDatagram;
+        // The unit's model: its own user, CAP_NET_RAW and CAP_NET_ADMIN as ambient
+        // capabilities, a runtime and a state directory it owns, $NOTIFY_SOCKET.
+        drop(fx.daemon.take());
+        run_quiet(&["userdel", SERVICE_USER]);
+        run_quiet(&["groupdel", SERVICE_USER]);
+        must(&["useradd", "--system", "--no-create-home", "--user-group", SERVICE_USER])?;
+        let _user = ServiceUser;
+        let base = fx.lab.state_dir().join("svc");
+        let (run_dir, state_dir) = (base.join("run"), base.join("state"));
+        for d in [&run_dir, &state_dir] {
+            std::fs::create_dir_all(d)?;
+            must(&["chown", &format!("{SERVICE_USER}:{SERVICE_USER}"), &d.display().to_string()])?;
+        }
+        must(&["chmod", "0711", &base.display().to_string()])?;
+        let notify_path = base.join("notify.sock");
+        let _ = std::fs::remove_file(&notify_path);
+        let notify = UnixDatagram::bind(&notify_path)?;
+        must(&["chmod", "0666", &notify_path.display().to_string()])?;
+        notify.set_read_timeout(Some(Duration::from_secs(15)))?;
+        let socket = run_dir.join("control.sock");
+        let mut c = fx.lab.command(Ns::Gateway, "setpriv");
+        c.args(["--reuid", SERVICE_USER, "--regid", SERVICE_USER, "--init-groups"]);
+        c.args(["--inh-caps", "+net_raw,+net_admin", "--ambient-caps", "+net_raw,+net_admin", "--"]);
+        c.arg(fx.lab.bin("sekishod")).arg("run").arg("-c").arg(&fx.enforce);
+        c.arg("--control-socket").arg(&socket).arg("--state-dir").arg(&state_dir);
+        c.env("NOTIFY_SOCKET", &notify_path).env("WATCHDOG_USEC", "400000");
+        let log = fx.lab.state_dir().join("svc.log");
+        c.stdout(Stdio::null()).stderr(std::fs::File::create(&log)?);
+        let mut daemon = c.spawn().context("setpriv sekishod")?;
+        let pid = daemon.id();
+        let mut messages = Vec::new();
+        let mut buf = [0u8; 1024];
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !messages.iter().any(|m: &String| m.contains("WATCHDOG=1")) {
+            if Instant::now() > deadline {
+                let _ = cmd::stop_child(&mut daemon, Duration::from_secs(2));
+                bail!(
+                    "no READY and WATCHDOG from sekishod: {messages:?}\n{}",
+                    std::fs::read_to_string(&log)?
+                );
+            }
+            if let Ok(n) = notify.recv(&mut buf) {
+                messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        ensure!(messages[0].starts_with("READY=1\nSTATUS=4 ports, enforce"), "{messages:?}");
+        // The real daemon pid: setpriv execs it.
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let uid = Users::uid(SERVICE_USER)?;
+        ensure!(
+            status.lines().any(|l| l.starts_with("Uid:") && l.contains(&uid)),
+            "not running as {SERVICE_USER}"
+        );
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            let s = std::fs::read_to_string(task?.path().join("status"))?;
+            for l in s
+                .lines()
+                .filter(|l| l.starts_with("CapEff:") || l.starts_with("CapPrm:") || l.starts_with("CapAmb:"))
+            {
+                ensure!(l.ends_with("0000000000000000"), "a thread still holds {l}");
+            }
+        }
+        // It forwards and answers on its socket.
+        pass(
+            fx.lab.https(Ns::Lgwan, addr::LG_TERMINAL, &format!("https://{}/", addr::SZ_CDR), None),
+            "forwarding as the service user",
+        )?;
+        let mut client = Client::connect(&socket, "e2e", Duration::from_secs(10))?;
+        ensure!(client.status()?.ready, "not ready");
+        let r = client.reload(Default::default())?;
+        ensure!(r.generation == 2, "a reload as the service user: {r:?}");
+        drop(client);
+        cmd::signal(pid, libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !messages.iter().any(|m| m.starts_with("STOPPING=1")) && Instant::now() < deadline {
+            if let Ok(n) = notify.recv(&mut buf) {
+                messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        let exit = daemon.wait()?;
+        ensure!(
+            exit.success() && messages.iter().any(|m| m.starts_with("STOPPING=1")),
+            "{exit}: {messages:?}"
+        );
+        ensure!(!socket.exists(), "the control socket was not removed");
+        visible(&format!(
+            "e2e as {SERVICE_USER} with ambient capabilities: {} notifications, capabilities dropped",
+            messages.len()
+        ));
+        Ok(())
+    });
 }

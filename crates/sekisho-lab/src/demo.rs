@@ -369,7 +369,7 @@ fn reload_demo(lab: &Lab, daemon: &mut Daemon, table: &mut Table, config: &Path)
         lab,
         daemon,
         check(
-            format!("(policy on trial, screen transfer removed) lgwan terminal -> VDI 203.0.113.50:3389"),
+            "(policy on trial, screen transfer removed) lgwan terminal -> VDI 203.0.113.50:3389",
             false,
             "deny:unsanitized-crossing",
             |l| l.rdp(Ns::Lgwan, addr::LG_TERMINAL, addr::IN_VDI),

@@ -294,7 +294,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Cmd::Check(c) => {
             let r = print::<CheckReport>(json, data, show::check)?;
-            let ok = r.valid && r.restart_needed.is_none() && !(c.strict && !r.warnings.is_empty());
+            let ok = r.valid && r.restart_needed.is_none() && (!c.strict || r.warnings.is_empty());
             Ok(if ok { Outcome::Yes } else { Outcome::No })
         }
         Cmd::Reload(_) => print::<ReloadReport>(json, data, show::reload).map(|_| Outcome::Yes),

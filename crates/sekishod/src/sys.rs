@@ -189,7 +189,7 @@ pub(crate) fn threads_with_capabilities() -> io::Result<Vec<String>> {
         let Ok(status) = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")) else { continue };
         for line in status.lines() {
             if let Some(v) = line.strip_prefix("CapPrm:").or_else(|| line.strip_prefix("CapEff:")) {
-                if v.trim().trim_start_matches('0').len() > 0 {
+                if !v.trim().trim_start_matches('0').is_empty() {
                     out.push(format!("thread {tid}: {line}"));
                 }
             }

@@ -326,10 +326,8 @@ async fn follow(
     loop {
         let event = tokio::select! {
             _ = stop.changed() => return,
-            input = r.fill_buf() => match input {
-                // The client sent something or left: a stream takes no requests.
-                _ => return,
-            },
+            // The client sent something or left: a stream takes no requests.
+            _ = r.fill_buf() => return,
             event = events.recv() => event,
         };
         let reply = match event {

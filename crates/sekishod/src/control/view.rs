@@ -275,7 +275,7 @@ pub(crate) fn flows(engine: &Engine, now: Now, q: &FlowQuery) -> Result<Vec<Flow
         }
     });
     let mut picked: Vec<(u64, u64, Entry)> = heap.into_iter().map(|Reverse(x)| x).collect();
-    picked.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    picked.sort_by_key(|x| Reverse((x.0, x.1)));
     Ok(picked.into_iter().map(|(_, _, Entry(k, s, r))| flow(policy, now, &k, &s, r)).collect())
 }
 
