@@ -305,9 +305,9 @@ fn permission_matrix_with_real_users() {
         let read_uid = Users::uid(READ_USER)?;
         let history = ctl_json(fx, &["history", "--limit", "20"], 0)?;
         ensure!(
-            history.as_array().is_some_and(|h| h
-                .iter()
-                .any(|c| c["ok"] == false && c["uid"].as_u64().is_some_and(|u| u.to_string() == read_uid) && c["action"] == "mode")),
+            history.as_array().is_some_and(|h| h.iter().any(|c| c["ok"] == false
+                && c["uid"].as_u64().is_some_and(|u| u.to_string() == read_uid)
+                && c["action"] == "mode")),
             "the refusal of uid {read_uid} is not in the history: {history}"
         );
         ensure!(ctl_json(fx, &["status"], 0)?["mode"] == "enforce", "a refused mode change happened");
@@ -772,7 +772,7 @@ fn the_daemon_holds_no_capability_and_its_socket_is_0660_in_a_0750_directory() {
                     ensure!(line.ends_with("0000000000000000"), "a thread of sekishod holds {line}");
                 }
             }
-            ensure!(threads > 8, "only {threads} threads: the workers are missing?");
+            ensure!(threads >= 3, "only {threads} threads: main, a worker and the control thread at least");
             let s = socket(fx)?;
             let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
             ensure!(

@@ -611,6 +611,13 @@ pub struct SideStats {
     pub send_errors: u64,
     /// Read errors other than timeouts.
     pub read_errors: u64,
+    /// Frames the kernel dropped because the socket's receive buffer was full.
+    #[serde(default)]
+    pub kernel_drops: u64,
+    /// Frames read from the interface's socket that did not come from it: dropped,
+    /// never judged.
+    #[serde(default)]
+    pub foreign: u64,
 }
 
 /// Live flows between two zones (initiator → responder; no zone: `"-"`), and their

@@ -421,8 +421,12 @@ pub fn run(prefix: &str, config: &Path, bin_dir: &Path) -> anyhow::Result<bool> 
         }
     }
     println!("== sekisho lab demo: building the lab ({prefix}*)");
-    let lab =
-        Lab::up(&UpOptions { prefix: prefix.to_string(), bin_dir: bin_dir.to_path_buf(), services: true })?;
+    let lab = Lab::up(&UpOptions {
+        prefix: prefix.to_string(),
+        bin_dir: bin_dir.to_path_buf(),
+        services: true,
+        offloads_off: false,
+    })?;
     print!("{}", lab.describe());
     let config = resolve_config(config, bin_dir, &lab)?;
     println!("== starting `sekishod run -c {}` in {}", config.display(), lab.ns(Ns::Gateway));

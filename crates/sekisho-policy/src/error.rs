@@ -55,6 +55,8 @@ codes! {
         ControlSocket = "E-DAEMON-SOCKET",
         /// A `[control]` group name that is not a valid system group name.
         ControlGroup = "E-CONTROL-GROUP",
+        /// `[daemon] workers` out of range.
+        Workers = "E-DAEMON-WORKERS",
         /// A `[flow]` number out of range.
         FlowRange = "E-FLOW-RANGE",
         /// A `[link] allow_ethertypes` entry that is not an ethertype sekisho may list.

@@ -46,9 +46,9 @@ pub use crate::load::{
     load_str, DEFAULT_CONTROL_SOCKET, MAX_EXCEPTION_HOSTS, MAX_FLOW_CAPACITY, MAX_FLOW_TIMEOUT_S,
 };
 pub use crate::model::{
-    App, Connection, ControlSettings, Endpoint, Exception, ExceptionId, FlowSettings, Leg, Method, Mode,
+    App, Connection, ControlSettings, Endpoint, Exception, ExceptionId, FlowSettings, Io, Leg, Method, Mode,
     Path, PathId, Port, PortId, PortRange, PortSide, Proto, Rule, RuleId, Service, ServiceId, Zone, ZoneId,
-    ZoneKind,
+    ZoneKind, MAX_WORKERS,
 };
 pub use crate::reason::{Decision, Reason, ReasonName};
 pub use crate::time::Timestamp;
@@ -62,6 +62,8 @@ pub struct Policy {
     mode: Mode,
     control_socket: String,
     control: ControlSettings,
+    io: Io,
+    workers: u16,
     flow: FlowSettings,
     allow_ethertypes: Vec<u16>,
     zones: Vec<Zone>,
@@ -80,6 +82,16 @@ impl Policy {
     /// Enforce or monitor (`[daemon] mode`, default enforce).
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// The data-plane backend (`[daemon] io`, default `afpacket`).
+    pub fn io(&self) -> Io {
+        self.io
+    }
+
+    /// Data-plane worker threads (`[daemon] workers`, default 1).
+    pub fn workers(&self) -> u16 {
+        self.workers
     }
 
     /// The control socket path (`[daemon] control_socket`).

@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 use crate::compile::{touched, Compiled};
 use crate::error::{ConfigError, ConfigErrors, ConfigWarning, ErrorCode, WarningCode};
 use crate::model::{
-    App, ControlSettings, Endpoint, Exception, FlowSettings, Leg, Method, Mode, Path, Port, PortRange, Proto,
-    Rule, Service, ServiceId, Zone, ZoneId, ZoneKind,
+    App, ControlSettings, Endpoint, Exception, FlowSettings, Io, Leg, Method, Mode, Path, Port, PortRange,
+    Proto, Rule, Service, ServiceId, Zone, ZoneId, ZoneKind, MAX_WORKERS,
 };
 use crate::raw::Flag;
 use crate::raw::{
@@ -130,7 +130,7 @@ impl Loader {
         }
 
         let daemon = self.table_section::<RawDaemon>(&mut root, "daemon");
-        let (mode, control_socket) = self.daemon(daemon);
+        let (mode, control_socket, io, workers) = self.daemon(daemon);
         let control = self.table_section::<RawControl>(&mut root, "control");
         let control = self.control(control);
         let flow = self.table_section::<RawFlow>(&mut root, "flow");
@@ -224,6 +224,8 @@ impl Loader {
             mode,
             control_socket,
             control,
+            io,
+            workers,
             flow,
             allow_ethertypes,
             zones,
@@ -450,12 +452,32 @@ impl Loader {
 
     // ---- [daemon], [flow], [link] --------------------------------------------
 
-    fn daemon(&mut self, raw: Option<RawDaemon>) -> (Mode, String) {
+    fn daemon(&mut self, raw: Option<RawDaemon>) -> (Mode, String, Io, u16) {
         let mut mode = Mode::Enforce;
         let mut socket = DEFAULT_CONTROL_SOCKET.to_owned();
+        let (mut io, mut workers) = (Io::AfPacket, 1);
         let Some(raw) = raw else {
-            return (mode, socket);
+            return (mode, socket, io, workers);
         };
+        if let Some(Text(x)) = raw.io {
+            match parse_choice(&x, &Io::ALL, |x| x.as_str()) {
+                Ok(x) => io = x,
+                Err(e) => self.err(ErrorCode::UnknownValue, "[daemon]", format!("unknown io {e}")),
+            }
+        }
+        if let Some(Int(n)) = raw.workers {
+            match u16::try_from(n) {
+                Ok(n) if (1..=MAX_WORKERS).contains(&n) => workers = n,
+                _ => self.err(
+                    ErrorCode::Workers,
+                    "[daemon]",
+                    format!(
+                        "workers = {n} is out of range; give 1 to {MAX_WORKERS} data-plane threads \
+                         (at most one per core serves best)"
+                    ),
+                ),
+            }
+        }
         if let Some(Text(m)) = raw.mode {
             match parse_choice(&m, &Mode::ALL, |x| x.as_str()) {
                 Ok(x) => mode = x,
@@ -476,7 +498,7 @@ impl Loader {
                 socket = s;
             }
         }
-        (mode, socket)
+        (mode, socket, io, workers)
     }
 
     fn control(&mut self, raw: Option<RawControl>) -> ControlSettings {

@@ -130,6 +130,8 @@ pub(crate) fn stats(s: &Stats) -> String {
                 x.monitored.to_string(),
                 x.truncated.to_string(),
                 x.send_errors.to_string(),
+                x.kernel_drops.to_string(),
+                x.foreign.to_string(),
             ]);
         }
     }

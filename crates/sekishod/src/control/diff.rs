@@ -148,6 +148,16 @@ pub(crate) fn restart_needed(old: &Policy, new: &Policy) -> Option<String> {
                 .into(),
         );
     }
+    if old.io() != new.io() || old.workers() != new.workers() {
+        return Some(format!(
+            "[daemon] io or workers changed ({} with {} workers -> {} with {}); the data plane is built at \
+             start: restart sekishod to apply it",
+            old.io().as_str(),
+            old.workers(),
+            new.io().as_str(),
+            new.workers()
+        ));
+    }
     if old.control_socket() != new.control_socket() {
         return Some(format!(
             "[daemon] control_socket changed ({} -> {}); the socket is opened at start: restart sekishod \

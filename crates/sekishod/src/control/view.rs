@@ -30,6 +30,8 @@ fn side(interface: &str, c: &SideCounters, io: Option<&IoCounters>) -> SideStats
         truncated: r(|io| &io.truncated),
         send_errors: r(|io| &io.send_errors),
         read_errors: r(|io| &io.read_errors),
+        kernel_drops: r(|io| &io.kernel_drops),
+        foreign: r(|io| &io.foreign),
     }
 }
 
