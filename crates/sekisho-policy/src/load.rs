@@ -32,7 +32,7 @@ pub const MAX_FLOW_CAPACITY: usize = 100_000_000;
 pub const MAX_FLOW_TIMEOUT_S: u64 = 30 * 24 * 3600;
 
 const SECTIONS: [&str; 11] =
-    ["daemon", "control", "flow", "link", "zone", "port", "service", "path", "exception", "rule", "alert"];
+    ["daemon", "flow", "link", "zone", "port", "service", "path", "exception", "rule", "alert", "control"];
 
 const MAX_NAME_CHARS: usize = 64;
 /// Legs per path: the engine caches a leg number in 8 bits of a flow's verdict word.
