@@ -661,7 +661,8 @@ fn abusive_clients_get_an_error_or_a_closed_connection_while_forwarding_goes_on(
             let e = reply(&mut r)?;
             ensure!(e["id"] == 5 && e["error"]["code"] == "bad-request", "{e}");
             for _ in 0..8 {
-                w.write_all(b"\x00\xff{{{\n")?;
+                // The daemon may close before the last one arrives: that is the point.
+                let _ = w.write_all(b"\x00\xff{{{\n");
             }
             let mut closed = false;
             for _ in 0..9 {
