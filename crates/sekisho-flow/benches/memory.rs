@@ -38,6 +38,7 @@ fn main() {
             protocol: 6,
             initiator: sender,
             origin: (n % 8) as u16,
+            share: 0,
             class: 0,
             decision,
             syn: Some(&syn),

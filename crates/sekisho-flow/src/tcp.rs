@@ -12,6 +12,8 @@
 //!   send (its acknowledgement plus its window);
 //! - `maxwin`: the largest window this end has announced (scaled);
 //! - `acked`: the highest acknowledgement number this end has sent;
+//! - `isn`: the initial sequence number of its SYN (a retransmitted SYN or SYN+ACK must
+//!   repeat it exactly);
 //! - the window-scale shift this end announced in its SYN.
 //!
 //! A segment from S to O passes when (sequence numbers compared modulo 2^32):
@@ -87,6 +89,7 @@ struct Dir {
     maxend: AtomicU32,
     maxwin: AtomicU32,
     acked: AtomicU32,
+    isn: AtomicU32,
     /// Bit 0..4: the announced shift; bit 7: announced at all.
     scale: AtomicU8,
 }
@@ -108,6 +111,7 @@ impl Dir {
         self.maxend.store(end, Relaxed);
         self.maxwin.store(u32::from(seg.window).max(1), Relaxed);
         self.acked.store(if seg.has(ACK) { seg.ack } else { 0 }, Relaxed);
+        self.isn.store(seg.seq, Relaxed);
         self.scale.store(seg.wscale.map_or(0, |s| SCALE_SEEN | s), Relaxed);
     }
 }
@@ -214,19 +218,22 @@ impl Tracker {
                 Dir::raise(&o.maxend, seg.ack.wrapping_add(u32::from(seg.window).max(1)));
                 Step::Accept(FlowState::SynReceived)
             }
+            // A retransmitted SYN: the same sequence number, nothing else.
             FlowState::SynReceived if syn && from_initiator => {
-                // A retransmitted SYN: the same sequence number only.
-                let first = s.end.load(Relaxed).wrapping_sub(1);
-                if seg.seq == first && !ack {
+                if seg.seq == s.isn.load(Relaxed) && !ack && seg.len == 0 {
                     Step::Accept(state)
                 } else {
                     Step::OutOfWindow
                 }
             }
             // A retransmitted SYN+ACK (the handshake's last ACK was lost beyond the gate):
-            // it must repeat sequence space already sent and acknowledge the SYN.
+            // exactly the first one's sequence and acknowledgement numbers, and no data.
+            // Anything looser lets a blind sender inject data with a few guesses.
             _ if syn && !from_initiator && ack => {
-                let retransmit = before(seg.seq, s.end.load(Relaxed)) && !after(seg.ack, o.end.load(Relaxed));
+                let retransmit = seg.seq == s.isn.load(Relaxed)
+                    && seg.ack == o.isn.load(Relaxed).wrapping_add(1)
+                    && seg.len == 0
+                    && !seg.has(RST | FIN);
                 if retransmit && !matches!(state, FlowState::Closed) {
                     Step::Accept(state)
                 } else {
