@@ -48,7 +48,7 @@ M = [
  ("21 service tag taken for 802.1q", "crates/sekisho-engine/src/ingress.rs", "if !vlan.outer_is_service_tag && port.admits_vlan(", "if port.admits_vlan("),
  ("22 any ethertype listable", "crates/sekisho-policy/src/load.rs", "_ if LINK_ETHERTYPES.iter().any(|(e, _)| *e == t) => None,", "_ if !matches!(t, 0..=0x05ff | 0x0800 | 0x86dd | 0x0806 | 0x8100 | 0x88a8 | 0x9100) => None,"),
  ("23 ethernet trailers pass", "crates/sekisho-wire/src/lib.rs", "if frame.len() > padded.max(l2_len + ip.total_len) {", "if false && frame.len() > padded.max(l2_len + ip.total_len) {"),
- ("24 fragments keyed by the final protocol", "crates/sekisho-engine/src/resolve.rs", "let key = FragmentKey::new(cx.ingress.port.0, vlan, frag.proto, ip.src, ip.dst, frag.id);\n    let Some((parent", "let key = FragmentKey::new(cx.ingress.port.0, vlan, ip.protocol, ip.src, ip.dst, frag.id);\n    let Some((parent"),
+ ("24 fragments keyed by the final protocol", "crates/sekisho-engine/src/resolve.rs", "let key = FragmentKey::new(cx.ingress.port.0, vlan, frag.proto, ip.src, ip.dst, frag.id);\n    let record", "let key = FragmentKey::new(cx.ingress.port.0, vlan, ip.protocol, ip.src, ip.dst, frag.id);\n    let record"),
 ]
 only = sys.argv[1:]
 for name, path, old, new in M:

@@ -905,6 +905,25 @@ fn fixes_keep_exact_handshake_retransmissions() {
     crossing(&e, NOW, &c.client(ACK | PSH, b"SSH-2.0-batch\r\n"), &there);
 }
 
+/// A first fragment must show enough of its UDP payload to be classified: split right
+/// after the UDP header, a Teredo packet (an IPv6 packet as the payload, recognised by its
+/// shape) on LGWAN's DNS rule would cross in its later fragment.
+#[test]
+fn fixes_refuse_udp_first_fragments_that_end_with_the_header() {
+    let e = engine();
+    let inner = ip_packet(&tcp("2001:db8:30::7", 1, "2001:db8:10::5", 22, SYN, b"")).to_vec();
+    let datagram = udp_datagram(7001, 53, &inner);
+    let (s, d) = (LG_TERM.parse().unwrap(), DNS.parse().unwrap());
+    let first = eth(
+        0x0800,
+        &ipv4(s, d, 17, V4Opts { id: 4243, more_fragments: true, ..V4Opts::default() }, &datagram[..8]),
+    );
+    assert_eq!(hops(&e, NOW, &first, &[inside("lgwan")]), ["deny:malformed"]);
+    // Whole, the datagram is seen for the tunnel it is.
+    let whole = udp(LG_TERM, 7001, DNS, 53, &inner);
+    assert_eq!(hops(&e, NOW, &whole, &[inside("lgwan")]), ["deny:tunnel"]);
+}
+
 /// Padding a short frame to 60 bytes is normal; bytes after the IP packet beyond that are
 /// refused, whatever the packet.
 #[test]

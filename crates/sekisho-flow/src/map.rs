@@ -30,7 +30,7 @@ use papaya::{HashMap, HashMapRef, LocalGuard};
 use crate::hash::KeyedState;
 
 /// How many eviction candidates a bucket remembers, at most.
-const CANDIDATES_MAX: usize = 1 << 14;
+const CANDIDATES_MAX: usize = 1 << 12;
 /// How many candidates one insertion examines per bucket before giving up.
 const EVICTION_TRIES: usize = 8;
 
@@ -123,8 +123,9 @@ where
     pub fn new(capacity: usize, buckets: usize, ctx: V::Ctx) -> Self {
         let capacity = capacity.max(1);
         let n = buckets.max(1);
-        // Enough candidates for a bucket to evict its way through twice its fair part.
-        let ring = (2 * capacity / n).clamp(16, CANDIDATES_MAX);
+        // Rings are allocated up front: a few thousand candidates per bucket keep a flood
+        // evicting its own oldest entries without costing much per flow.
+        let ring = (capacity / (8 * n)).clamp(16, CANDIDATES_MAX);
         BoundedMap {
             map: HashMap::builder().hasher(KeyedState::random()).capacity(capacity).build(),
             capacity,
