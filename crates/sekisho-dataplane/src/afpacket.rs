@@ -30,23 +30,29 @@ fn fanout_group(i: usize) -> u16 {
 }
 
 /// Opens every worker's sockets and starts the workers.
+///
+/// The kernel hands a flow to the fan-out member at index `hash mod workers`, in the order
+/// the members joined, and the hash is the same for both directions and every interface.
+/// Interface `i`'s group is therefore joined starting from worker `i mod workers`: the
+/// two hops of one flow through the gate (a port's inside, the other port's outside) fall
+/// on different workers, so even a single flow keeps more than one core busy.
 pub(crate) fn start(shared: &Shared, workers: usize) -> Result<Vec<JoinHandle<()>>, StartError> {
-    let mut all = Vec::new();
-    for _ in 0..workers {
-        let mut sockets = Vec::new();
-        for (i, iface) in shared.interfaces.iter().enumerate() {
+    let mut all: Vec<Vec<Option<PacketSocket>>> =
+        (0..workers).map(|_| (0..shared.interfaces.len()).map(|_| None).collect()).collect();
+    for (i, iface) in shared.interfaces.iter().enumerate() {
+        for k in 0..workers {
             let socket = open_socket(iface, true)?;
             if workers > 1 {
                 socket
                     .join_fanout(fanout_group(i))
                     .map_err(|source| StartError::Socket { interface: iface.name.clone(), source })?;
             }
-            sockets.push(socket);
+            all[(i + k) % workers][i] = Some(socket);
         }
-        all.push(sockets);
     }
     let mut handles = Vec::new();
     for (id, sockets) in all.into_iter().enumerate() {
+        let sockets: Vec<PacketSocket> = sockets.into_iter().flatten().collect();
         let worker = Worker { id, shared: shared.clone(), sockets, batch: Batch::new(BATCH, MAX_FRAME) };
         let handle = std::thread::Builder::new()
             .name(format!("dataplane-{id}"))

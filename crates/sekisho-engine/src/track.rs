@@ -72,14 +72,15 @@ pub(crate) fn track(cx: &Cx<'_>, p: &Packet<'_>) -> Reason {
 /// Judges a packet that opens nothing and leaves no state: ICMP messages other than echo
 /// and errors (each one is judged as if it opened a connection from its source).
 pub(crate) fn stateless(cx: &Cx<'_>, p: &Packet<'_>) -> Reason {
-    decide::decide(cx, &p.opening(cx.ingress.side)).0
+    decide::decide(cx, &p.opening(cx.ingress.side)).reason
 }
 
 fn open(cx: &Cx<'_>, flows: &Pinned<'_>, p: &Packet<'_>) -> Reason {
     if matches!(p.kind, Kind::Tcp | Kind::Answers) {
         return Reason::NoFlow;
     }
-    let (reason, app) = decide::decide(cx, &p.opening(cx.ingress.side));
+    let decided = decide::decide(cx, &p.opening(cx.ingress.side));
+    let reason = decided.reason;
     if !reason.allowed() && !cx.monitor {
         return reason;
     }
@@ -89,12 +90,13 @@ fn open(cx: &Cx<'_>, flows: &Pinned<'_>, p: &Packet<'_>) -> Reason {
             protocol: p.protocol,
             initiator: p.sender,
             origin: cx.origin(),
+            share: decided.share,
             class: tunnel_class(p.tunnel),
             decision: decide::cached(cx, reason),
             syn: p.seg.as_ref(),
         },
     );
-    entry.set_inspect_state(if reason.allowed() { app::to_u8(app) } else { app::CHECKED });
+    entry.set_inspect_state(if reason.allowed() { app::to_u8(decided.app) } else { app::CHECKED });
     match flows.insert(p.key, entry, cx.now.mono) {
         // Our entry, or one another thread inserted first: either way, judge the packet on it.
         Ok(entry) => existing(cx, flows, entry, p, p.sender == entry.initiator()),
@@ -119,7 +121,7 @@ fn existing(
     if p.kind == Kind::Syn && !from_initiator {
         // The responder asks to open the reverse direction: that needs its own permission
         // (a path leg never grants it), and even then this flow's tracking refuses it.
-        let (r, _) = decide::decide(cx, &p.opening(cx.ingress.side));
+        let r = decide::decide(cx, &p.opening(cx.ingress.side)).reason;
         if !r.allowed() {
             return r;
         }
@@ -131,7 +133,7 @@ fn existing(
         let responder = p.key.socket(entry.initiator().other());
         let o =
             Opening { initiator, responder, protocol: p.protocol, tunnel: p.tunnel, side: initiator_side };
-        let (r, _) = decide::decide(cx, &o);
+        let r = decide::decide(cx, &o).reason;
         if !r.allowed() {
             reason = r;
         }
@@ -142,7 +144,7 @@ fn existing(
     match entry.observe(cx.now.mono, from_initiator, p.len, p.seg.as_ref()) {
         Observed::OutOfWindow if reason.allowed() => return Reason::OutOfWindow,
         Observed::OutOfWindow => return reason,
-        Observed::Accepted { now_evictable: true } => flows.offer_for_eviction(p.key, entry.origin()),
+        Observed::Accepted { now_evictable: true } => flows.offer_for_eviction(p.key, entry),
         Observed::Accepted { now_evictable: false } => {}
     }
     if reason.allowed() {
