@@ -67,7 +67,7 @@ impl Engine {
                 let now = Now { wall: sekisho_policy::Timestamp(now.wall.0.max(loaded.since)), ..now };
                 let monitor = loaded.policy.mode() == Mode::Monitor;
                 let cx = Cx { engine: self, loaded, port, ingress, now, monitor };
-                Some(decide::decide(&cx, &opening).0)
+                Some(decide::decide(&cx, &opening).reason)
             };
             let (Some(before), Some(after)) = (judge(&current), judge(&proposed)) else { return };
             if crosses(before, current.policy.mode()) && !crosses(after, candidate.mode()) {
