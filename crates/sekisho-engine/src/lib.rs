@@ -31,6 +31,7 @@ mod ingress;
 mod link;
 mod reason;
 mod resolve;
+mod review;
 mod track;
 
 use std::net::IpAddr;
@@ -44,6 +45,7 @@ use sekisho_policy::{Mode, Policy, Port, PortId, Reason, Timestamp};
 use sekisho_wire::{parse_ethernet, Ip, L3, L4};
 
 pub use counters::{CounterSnapshot, PortCounters, SideCounters};
+pub use review::Review;
 pub use sekisho_flow::{FlowKey, FlowSnapshot, FlowState, TableStats};
 
 /// Which interface of a port a frame arrived on.

@@ -46,9 +46,9 @@ pub use crate::load::{
     load_str, DEFAULT_CONTROL_SOCKET, MAX_EXCEPTION_HOSTS, MAX_FLOW_CAPACITY, MAX_FLOW_TIMEOUT_S,
 };
 pub use crate::model::{
-    App, Connection, Endpoint, Exception, ExceptionId, FlowSettings, Io, Leg, Method, Mode, Path, PathId,
-    Port, PortId, PortRange, PortSide, Proto, Rule, RuleId, Service, ServiceId, Zone, ZoneId, ZoneKind,
-    MAX_WORKERS,
+    App, Connection, ControlSettings, Endpoint, Exception, ExceptionId, FlowSettings, Io, Leg, Method, Mode,
+    Path, PathId, Port, PortId, PortRange, PortSide, Proto, Rule, RuleId, Service, ServiceId, Zone, ZoneId,
+    ZoneKind, MAX_WORKERS,
 };
 pub use crate::reason::{Decision, Reason, ReasonName};
 pub use crate::time::Timestamp;
@@ -61,6 +61,7 @@ pub const EXPIRY_NOTICE: Timestamp = Timestamp::from_secs(30 * 86_400);
 pub struct Policy {
     mode: Mode,
     control_socket: String,
+    control: ControlSettings,
     io: Io,
     workers: u16,
     flow: FlowSettings,
@@ -96,6 +97,16 @@ impl Policy {
     /// The control socket path (`[daemon] control_socket`).
     pub fn control_socket(&self) -> &str {
         &self.control_socket
+    }
+
+    /// Who may use the control socket (`[control]`).
+    pub fn control(&self) -> &ControlSettings {
+        &self.control
+    }
+
+    /// The same policy in another mode (what `sekishoctl mode` swaps in).
+    pub fn with_mode(&self, mode: Mode) -> Policy {
+        Policy { mode, ..self.clone() }
     }
 
     /// Flow-table settings (`[flow]`).
@@ -281,8 +292,8 @@ mod docs {
     //! The configuration documents name every key, code and reason sekisho knows.
 
     use crate::raw::{
-        fields_of, RawDaemon, RawException, RawFlow, RawLeg, RawLink, RawPath, RawPort, RawRule, RawService,
-        RawZone,
+        fields_of, RawControl, RawDaemon, RawException, RawFlow, RawLeg, RawLink, RawPath, RawPort, RawRule,
+        RawService, RawZone,
     };
     use crate::{ErrorCode, Reason, WarningCode};
 
@@ -295,6 +306,7 @@ mod docs {
     fn every_key_code_and_reason_is_documented() {
         let keys = [
             fields_of::<RawDaemon>(),
+            fields_of::<RawControl>(),
             fields_of::<RawFlow>(),
             fields_of::<RawLink>(),
             fields_of::<RawZone>(),

@@ -10,13 +10,13 @@ use serde::de::DeserializeOwned;
 use crate::compile::{touched, Compiled};
 use crate::error::{ConfigError, ConfigErrors, ConfigWarning, ErrorCode, WarningCode};
 use crate::model::{
-    App, Endpoint, Exception, FlowSettings, Io, Leg, Method, Mode, Path, Port, PortRange, Proto, Rule,
-    Service, ServiceId, Zone, ZoneId, ZoneKind, MAX_WORKERS,
+    App, ControlSettings, Endpoint, Exception, FlowSettings, Io, Leg, Method, Mode, Path, Port, PortRange,
+    Proto, Rule, Service, ServiceId, Zone, ZoneId, ZoneKind, MAX_WORKERS,
 };
 use crate::raw::Flag;
 use crate::raw::{
-    describe, fields_of, one_line, str_key, type_name, Int, PortEntry, RawAlert, RawDaemon, RawException,
-    RawFlow, RawLeg, RawLink, RawPath, RawPort, RawRule, RawService, RawZone, Text,
+    describe, fields_of, one_line, str_key, type_name, Int, PortEntry, RawAlert, RawControl, RawDaemon,
+    RawException, RawFlow, RawLeg, RawLink, RawPath, RawPort, RawRule, RawService, RawZone, Text,
 };
 use crate::route;
 use crate::time::parse_expires;
@@ -46,8 +46,8 @@ pub const MAX_FLOW_CAPACITY: usize = 100_000_000;
 /// Largest accepted flow timeout, in seconds (30 days).
 pub const MAX_FLOW_TIMEOUT_S: u64 = 30 * 24 * 3600;
 
-const SECTIONS: [&str; 10] =
-    ["daemon", "flow", "link", "zone", "port", "service", "path", "exception", "rule", "alert"];
+const SECTIONS: [&str; 11] =
+    ["daemon", "flow", "link", "zone", "port", "service", "path", "exception", "rule", "alert", "control"];
 
 const MAX_NAME_CHARS: usize = 64;
 /// Legs per path: the engine caches a leg number in 8 bits of a flow's verdict word.
@@ -146,6 +146,8 @@ impl Loader {
 
         let daemon = self.table_section::<RawDaemon>(&mut root, "daemon");
         let (mode, control_socket, io, workers) = self.daemon(daemon);
+        let control = self.table_section::<RawControl>(&mut root, "control");
+        let control = self.control(control);
         let flow = self.table_section::<RawFlow>(&mut root, "flow");
         let flow = self.flow(flow);
         let link = self.table_section::<RawLink>(&mut root, "link");
@@ -236,6 +238,7 @@ impl Loader {
         Some(Policy {
             mode,
             control_socket,
+            control,
             io,
             workers,
             flow,
@@ -511,6 +514,32 @@ impl Loader {
             }
         }
         (mode, socket, io, workers)
+    }
+
+    fn control(&mut self, raw: Option<RawControl>) -> ControlSettings {
+        let mut out = ControlSettings::default();
+        let Some(raw) = raw else {
+            return out;
+        };
+        for (key, value, slot) in [
+            ("admin_group", raw.admin_group, &mut out.admin_group),
+            ("read_group", raw.read_group, &mut out.read_group),
+        ] {
+            let Some(Text(name)) = value else { continue };
+            if is_group_name(&name) {
+                *slot = Some(name);
+            } else {
+                self.err(
+                    ErrorCode::ControlGroup,
+                    "[control]",
+                    format!(
+                        "{key} {name:?} is not a group name: use 1 to 32 characters a-z 0-9 _ -, starting \
+                         with a letter or _ (e.g. \"sekisho-admin\"); create the group with `groupadd`"
+                    ),
+                );
+            }
+        }
+        out
     }
 
     fn flow(&mut self, raw: Option<RawFlow>) -> FlowSettings {
@@ -1625,6 +1654,14 @@ fn zone_of_index(index: &[(IpNetwork, ZoneId)], addr: IpAddr) -> Option<ZoneId> 
 }
 
 /// Linux interface name rules: 1-15 bytes, no '/', ':' or whitespace, not "." or "..".
+/// A portable system group name (the shadow-utils rule, without the trailing `$`).
+fn is_group_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    (1..=32).contains(&name.len())
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
 fn check_interface(name: &str) -> Result<(), String> {
     if name.is_empty()
         || name.len() > 15
