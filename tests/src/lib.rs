@@ -17,8 +17,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use sekisho_lab::{cmd, Attempt, Daemon, Delta, Lab, Stats, UpOptions};
 
-/// The lab's namespace prefix.
+/// The lab's namespace prefix, unless `SEKISHO_E2E_PREFIX` names another (two checkouts
+/// running their end-to-end tests at once need different ones).
 pub const PREFIX: &str = "ske2e-";
+
+/// The prefix in use: `SEKISHO_E2E_PREFIX`, else [`PREFIX`].
+pub fn prefix() -> String {
+    std::env::var("SEKISHO_E2E_PREFIX").unwrap_or_else(|_| PREFIX.to_string())
+}
 /// The `[control]` groups of the tests' policy (created by the permission test).
 pub const ADMIN_GROUP: &str = "ske2e-admin";
 /// See [`ADMIN_GROUP`].
@@ -168,7 +174,7 @@ impl Fixture {
             std::env::var("SEKISHO_E2E_WORKERS").unwrap_or_else(|_| "1 (default)".into()),
             if offloads_off { "off" } else { "at their defaults" }
         ));
-        let lab = Lab::up(&UpOptions { prefix: PREFIX.to_string(), bin_dir, services: true, offloads_off })?;
+        let lab = Lab::up(&UpOptions { prefix: prefix(), bin_dir, services: true, offloads_off })?;
         let base_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/lab.toml");
         let base = std::fs::read_to_string(&base_path)
             .with_context(|| format!("cannot read {}", base_path.display()))?;
