@@ -154,7 +154,11 @@ impl Alerts {
             submitter,
             named: AtomicU32::new(0),
             expiry: Mutex::new(ExpiryWatch::default()),
-            evictions: Mutex::new((Instant::now(), 0)),
+            // The first tick looks at once; then every EVICTIONS_EVERY.
+            evictions: Mutex::new((
+                Instant::now().checked_sub(EVICTIONS_EVERY).unwrap_or_else(Instant::now),
+                0,
+            )),
         })
     }
 
@@ -375,6 +379,51 @@ expires = "{expires}"
         assert_eq!(allocations, 0);
         assert!(c.passed > 0 && c.suppressed > 0, "{c:?}");
         assert_eq!(c.passed + c.suppressed + c.queue_dropped, 40_001, "every alert accounted for: {c:?}");
+    }
+
+    /// Flows evicted from a full table are reported with their count, to a real (UDP)
+    /// collector.
+    #[test]
+    fn evicted_flows_are_reported_with_their_count() {
+        use sekisho_testkit::{flags::SYN, tcp};
+        let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        collector.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let text = format!(
+            "[flow]\ncapacity = 8\n{}\n[[port]]\nname = \"lg\"\nzone = \"lgwan\"\ninside = \"lg-in\"\n\
+             outside = \"lg-out\"\n[[port]]\nname = \"mn\"\nzone = \"mynumber\"\ninside = \"mn-in\"\n\
+             outside = \"mn-out\"\n[[alert.target]]\nurl = \"udp://{}\"\n",
+            text("2027-03-31"),
+            collector.local_addr().unwrap()
+        );
+        let policy = sekisho_policy::load_str(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let alerts = Alerts::start(&policy).unwrap();
+        let engine = Engine::new(policy);
+        alerts.name(&engine);
+        let now = Now { mono: 1, wall: crate::wall_clock() };
+        let inside = Ingress { port: sekisho_policy::PortId(0), side: Side::Inside };
+        for i in 0..40 {
+            // Handshakes that never complete, within lgwan: embryonic flows, evictable.
+            engine.process(
+                now,
+                inside,
+                &tcp(&format!("198.18.20.{}", 10 + i), 40000, "198.18.20.200", 22, SYN, b""),
+            );
+        }
+        let evicted = engine.flow_stats().evicted;
+        assert!(evicted > 0, "nothing was evicted");
+        alerts.tick(&engine, now);
+        let mut buf = [0u8; 4096];
+        let message = loop {
+            let n = collector.recv(&mut buf).expect("no FLOW_EVICTED within 5 s");
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if m.contains(" FLOW_EVICTED ") {
+                break m;
+            }
+        };
+        assert!(message.contains(&format!("count=\"{evicted}\"")), "{message}");
+        alerts.tick(&engine, now);
+        let c = alerts.shutdown().unwrap();
+        assert_eq!(c.passed, 1, "reported once per {EVICTIONS_EVERY:?}: {c:?}");
     }
 
     #[test]
