@@ -155,12 +155,15 @@ pub struct Verdict {
     pub monitored: bool,
     /// The packet's addresses, when it was IP and parsed.
     pub packet: Option<PacketInfo>,
+    /// The policy generation the verdict was made under (alerts name zones, ports and
+    /// paths in the policy of this generation).
+    pub generation: u32,
 }
 
 impl Verdict {
     fn new(reason: Reason, packet: Option<PacketInfo>) -> Verdict {
         let action = if reason.allowed() { Action::Forward } else { Action::Drop };
-        Verdict { action, reason, monitored: false, packet }
+        Verdict { action, reason, monitored: false, packet, generation: 0 }
     }
 
     /// True when this verdict should raise an alert: anything enforce mode drops.
@@ -392,6 +395,7 @@ impl Engine {
             verdict.action = Action::Forward;
             verdict.monitored = true;
         }
+        verdict.generation = loaded.generation;
         verdict
     }
 
