@@ -14,6 +14,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The end-to-end tests run the programs cargo builds as binaries (sekishod, sekishoctl,
+# sekisho-lab); `cargo test` alone builds a binary only for its own package's tests.
+echo "== cargo build --bins"
+cargo build --workspace --bins --locked
 echo "== cargo test"
 cargo test --workspace --locked
 # The end-to-end suite again on the other data-plane configurations: the pnet backend,

@@ -111,8 +111,8 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
         let bin = dir.join(program);
         if !bin.is_file() {
             bail!(
-                "{} is missing: build it first (`cargo build -p sekishod -p sekishoctl -p sekisho-lab`, or \
-                 `cargo test` at the workspace root)",
+                "{} is missing: build the programs first (`cargo build --workspace --bins`; \
+                 deploy/test.sh does)",
                 bin.display()
             );
         }
