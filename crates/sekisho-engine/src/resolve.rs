@@ -25,7 +25,7 @@ const IPPROTO_TCP: u8 = 6;
 /// The packet as a member of its own connection.
 pub(crate) fn packet<'p>(cx: &Cx<'_>, vlan: u32, ip: &Ip<'p>, len: usize) -> Packet<'p> {
     let (sport, dport) = ip.ports();
-    let (kind, seg, payload) = match ip.l4 {
+    let (kind, seg, payload, wire) = match ip.l4 {
         L4::Tcp(t) => {
             let bare_syn = t.flags.0 & 0x12 == 0x02;
             let seg = Segment {
@@ -36,16 +36,29 @@ pub(crate) fn packet<'p>(cx: &Cx<'_>, vlan: u32, ip: &Ip<'p>, len: usize) -> Pac
                 wscale: t.wscale,
                 len: t.payload.len() as u32,
             };
-            (if bare_syn { Kind::Syn } else { Kind::Tcp }, Some(seg), t.payload)
+            (if bare_syn { Kind::Syn } else { Kind::Tcp }, Some(seg), t.payload, t.segment)
         }
-        L4::Udp(u) => (Kind::Opens, None, u.payload),
-        L4::Icmp(i) if i.is_echo_reply() => (Kind::Answers, None, &[][..]),
-        _ => (Kind::Opens, None, &[][..]),
+        L4::Udp(u) => (Kind::Opens, None, u.payload, u.datagram),
+        L4::Icmp(i) if i.is_echo_reply() => (Kind::Answers, None, &[][..], &[][..]),
+        _ => (Kind::Opens, None, &[][..], &[][..]),
     };
     let src = Socket { addr: ip.src, port: sport };
     let dst = Socket { addr: ip.dst, port: dport };
     let (key, sender) = FlowKey::new(cx.ingress.port.0, vlan, ip.protocol, src, dst);
-    Packet { key, sender, src, dst, protocol: ip.protocol, kind, seg, payload, tunnel: ip.tunnel, len }
+    Packet {
+        key,
+        sender,
+        src,
+        dst,
+        protocol: ip.protocol,
+        kind,
+        seg,
+        payload,
+        tunnel: ip.tunnel,
+        len,
+        fragmented: ip.fragment.is_some(),
+        wire,
+    }
 }
 
 /// Remembers the first fragment of an allowed datagram so that its later fragments can

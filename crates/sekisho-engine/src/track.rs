@@ -8,9 +8,7 @@ use sekisho_policy::Reason;
 use sekisho_wire::Tunnel;
 
 use crate::decide::{self, tunnel_class, Opening};
-use crate::{app, Cx, Side};
-
-const IPPROTO_TCP: u8 = 6;
+use crate::{inspect, Cx, Side};
 
 /// What a packet can do to a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,9 +35,18 @@ pub(crate) struct Packet<'p> {
     pub payload: &'p [u8],
     pub tunnel: Option<Tunnel>,
     pub len: usize,
+    /// The packet is an IP fragment (this one holds only part of the transport data).
+    pub fragmented: bool,
+    /// The TCP segment or UDP datagram as on the wire (header and data), for the checksum.
+    pub wire: &'p [u8],
 }
 
 impl Packet<'_> {
+    /// Whether the transport checksum is right (the receiver would accept the packet).
+    pub(crate) fn checksum_ok(&self) -> bool {
+        sekisho_wire::transport_checksum_ok(self.src.addr, self.dst.addr, self.protocol, self.wire)
+    }
+
     fn opening(&self, side: Side) -> Opening {
         Opening {
             initiator: self.src,
@@ -76,12 +83,20 @@ pub(crate) fn stateless(cx: &Cx<'_>, p: &Packet<'_>) -> Reason {
 }
 
 fn open(cx: &Cx<'_>, flows: &Pinned<'_>, p: &Packet<'_>) -> Reason {
+    // An attempt to open a connection: the monitor measures scans from internet zones.
+    let watched = cx.engine.monitor.watched(&cx.loaded.policy, p.src.addr);
+    if watched && cx.engine.monitor.attempt(cx.now.mono, p.src.addr, p.dst.addr, p.dst.port) {
+        return Reason::BlockedSource;
+    }
     if matches!(p.kind, Kind::Tcp | Kind::Answers) {
         return Reason::NoFlow;
     }
     let (reason, app) = decide::decide(cx, &p.opening(cx.ingress.side));
     if !reason.allowed() && !cx.monitor {
         return reason;
+    }
+    if watched && p.kind == Kind::Syn && reason.allowed() {
+        cx.engine.monitor.syn(cx.now.mono, p.dst.addr);
     }
     let entry = FlowEntry::new(
         cx.now.mono,
@@ -94,11 +109,46 @@ fn open(cx: &Cx<'_>, flows: &Pinned<'_>, p: &Packet<'_>) -> Reason {
             syn: p.seg.as_ref(),
         },
     );
-    entry.set_inspect_state(if reason.allowed() { app::to_u8(app) } else { app::CHECKED });
+    entry.set_inspect_state(if reason.allowed() {
+        inspect::word::pending(app)
+    } else {
+        inspect::word::CHECKED
+    });
     match flows.insert(p.key, entry, cx.now.mono) {
         // Our entry, or one another thread inserted first: either way, judge the packet on it.
-        Ok(entry) => existing(cx, flows, entry, p, p.sender == entry.initiator()),
+        Ok(entry) => {
+            if reason.allowed() {
+                cx.count_flow(reason);
+            }
+            existing(cx, flows, entry, p, p.sender == entry.initiator())
+        }
         Err(_) => Reason::FlowTableFull,
+    }
+}
+
+/// Accounts `p` on its flow (TCP: checked against the tracked windows first); false when
+/// it was outside them and changed nothing.
+pub(crate) fn observe(
+    cx: &Cx<'_>,
+    flows: &Pinned<'_>,
+    entry: &FlowEntry,
+    p: &Packet<'_>,
+    from_initiator: bool,
+) -> bool {
+    match entry.observe(cx.now.mono, from_initiator, p.len, p.seg.as_ref()) {
+        Observed::OutOfWindow => false,
+        Observed::Accepted { now_evictable, now_established } => {
+            if now_evictable {
+                flows.offer_for_eviction(p.key, entry.origin());
+            }
+            if now_established {
+                let initiator = p.key.socket(entry.initiator()).addr;
+                if cx.engine.monitor.watched(&cx.loaded.policy, initiator) {
+                    cx.engine.monitor.established(cx.now.mono, p.key.socket(entry.initiator().other()).addr);
+                }
+            }
+            true
+        }
     }
 }
 
@@ -139,15 +189,11 @@ fn existing(
     if !reason.allowed() && !cx.monitor {
         return reason;
     }
-    match entry.observe(cx.now.mono, from_initiator, p.len, p.seg.as_ref()) {
-        Observed::OutOfWindow if reason.allowed() => return Reason::OutOfWindow,
-        Observed::OutOfWindow => return reason,
-        Observed::Accepted { now_evictable: true } => flows.offer_for_eviction(p.key, entry.origin()),
-        Observed::Accepted { now_evictable: false } => {}
+    if reason.allowed() && inspect::involved(entry.inspect_state(), p) {
+        return inspect::packet(cx, flows, entry, p, from_initiator, reason);
     }
-    if reason.allowed() {
-        app::inspect(entry, reason, from_initiator, p.protocol == IPPROTO_TCP, p.payload)
-    } else {
-        reason
+    match observe(cx, flows, entry, p, from_initiator) {
+        false if reason.allowed() => Reason::OutOfWindow,
+        _ => reason,
     }
 }
