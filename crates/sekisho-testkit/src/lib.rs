@@ -287,6 +287,16 @@ impl TcpConn {
         Self::frame(&self.server, &self.client, flags, seq, ack, payload)
     }
 
+    /// The client's address and port.
+    pub fn client_addr(&self) -> (String, u16) {
+        self.client.clone()
+    }
+
+    /// The server's address and port.
+    pub fn server_addr(&self) -> (String, u16) {
+        self.server.clone()
+    }
+
     /// The client's next sequence number (what the server acknowledges).
     pub fn client_next(&self) -> u32 {
         self.client_next
