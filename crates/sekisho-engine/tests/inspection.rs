@@ -205,7 +205,7 @@ fn decoy_riding_on_a_rst_is_not_data() {
 #[test]
 fn decoy_whose_ttl_expires_past_the_gate_cannot_be_replaced() {
     let e = inspection_engine();
-    let mut m = mail_leg1(&e);
+    let m = mail_leg1(&e);
     let seq = m.c.client_next();
     // The gate sees and checks "EHLO", the relay never gets it (TTL 1 dies at the router).
     m.send(&m.client_raw(ACK | PSH, seq, 1, b"EHLO decoy\r\n"), Forward, LEG1);
@@ -340,7 +340,8 @@ fn alpha_prime_passes_a_client_hello_to_a_listed_name_split_over_segments() {
 fn alpha_prime_cuts_other_names_no_name_ech_and_ip_literals() {
     let e = inspection_engine();
     let ech = (0xfe0d, vec![0; 64]);
-    let cases: [(Vec<(u16, Vec<u8>)>, &str); 6] = [
+    type Extensions = Vec<(u16, Vec<u8>)>;
+    let cases: [(Extensions, &str); 6] = [
         (vec![sni("evil.example.net"), key_share()], "server name not in sni_allow"),
         (vec![sni("example.com"), key_share()], "server name not in sni_allow"),
         (vec![sni("portal.example.lg.jp.evil.net"), key_share()], "server name not in sni_allow"),

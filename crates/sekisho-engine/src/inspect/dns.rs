@@ -135,9 +135,16 @@ pub(crate) fn check(data: &[u8], from_initiator: bool, partial: bool) -> Parse<S
 #[derive(Debug, Default)]
 pub(crate) struct DnsTcp {
     suspicious: u8,
+    /// Messages checked per direction (saturating).
+    messages: [u8; 2],
 }
 
 impl DnsTcp {
+    /// A message went each way.
+    pub(crate) fn answered(&self) -> bool {
+        self.messages[0] > 0 && self.messages[1] > 0
+    }
+
     pub(crate) fn feed(&mut self, env: &Env<'_>, from_initiator: bool, data: &[u8]) -> Step {
         let Some(h) = data.get(..2) else { return Step::more(0) };
         let len = usize::from(u16::from_be_bytes([h[0], h[1]]));
@@ -145,6 +152,8 @@ impl DnsTcp {
         match check(msg, from_initiator, false) {
             Err(why) => Step::mismatch(super::identify::guess(data, from_initiator), why),
             Ok(signs) => {
+                let d = usize::from(!from_initiator);
+                self.messages[d] = self.messages[d].saturating_add(1);
                 self.suspicious = self.suspicious.saturating_add(u8::from(signs.suspicious));
                 if self.suspicious >= env.dns_threshold {
                     Step::mismatch(Seen::DnsTunnel, "DNS tunnelling: too many long-label or NULL/TXT queries")

@@ -164,6 +164,14 @@ pub(crate) mod word {
     pub(crate) const STARTED: u8 = 0x10;
     /// `| count`: DNS over UDP, with the suspicious messages seen so far.
     pub(crate) const DNS_UDP: u8 = 0x20;
+    /// `| count`: DNS over UDP that the responder has answered (identified).
+    pub(crate) const DNS_UDP_ANSWERED: u8 = 0x40;
+
+    /// Whether the word is one of the DNS-over-UDP states.
+    #[inline]
+    pub(crate) fn is_dns_udp(word: u8) -> bool {
+        matches!(word & 0xe0, DNS_UDP | DNS_UDP_ANSWERED)
+    }
     /// Cut: the inspection state was lost (`deny:flow-table-full`).
     pub(crate) const CUT_LOST: u8 = 0xfd;
     /// Cut: not sanitised (`deny:not-sanitized`).
@@ -546,6 +554,9 @@ fn segment(
         stream.dirs.iter().enumerate().all(|(i, dir)| dir.done && dir.delivered(tracker.acked(i == 0)));
     let closed = entry.state() == FlowState::Closed;
     let cut = word::cut(entry.inspect_state()).is_some();
+    if closed && !cut {
+        identify(cx, &mut stream, reason, true);
+    }
     if done || closed || cut {
         drop(stream);
         if table.remove(&p.key) {
@@ -631,18 +642,33 @@ fn inspect(
             _ => stream.dirs[d].done = true,
         }
     }
-    if !stream.identified && stream.dirs.iter().all(|dir| dir.done) {
-        stream.identified = true;
-        found(cx, reason, finding(FindingKind::Identified, Seen::of(expected), ""));
-    }
+    identify(cx, stream, reason, false);
     reason
+}
+
+/// Reports the flow identified, once: when both directions passed their checks (DNS:
+/// once a message went each way), or when it closes with what it carried checked.
+fn identify(cx: &Cx<'_>, stream: &mut Stream, reason: Reason, closing: bool) {
+    let done = |d: &Dir| d.done;
+    let passed = stream.validator.identified([done(&stream.dirs[0]), done(&stream.dirs[1])])
+        || closing && stream.dirs.iter().any(done) && stream.dirs.iter().all(|d| d.done || !d.started);
+    if !stream.identified && passed {
+        stream.identified = true;
+        let f = Finding {
+            kind: FindingKind::Identified,
+            expected: stream.app,
+            seen: Seen::of(stream.app),
+            detail: "",
+        };
+        found(cx, reason, f);
+    }
 }
 
 /// A UDP datagram of an inspected flow: DNS messages one by one (and the tunnelling
 /// count), the RDPEUDP SYN.
 fn datagram(cx: &Cx<'_>, entry: &FlowEntry, p: &Packet<'_>, from_initiator: bool, reason: Reason) -> Reason {
     let word = entry.inspect_state();
-    let app = if word & 0xe0 == word::DNS_UDP { App::Dns } else { word::app(word) };
+    let app = if word::is_dns_udp(word) { App::Dns } else { word::app(word) };
     let finding = |kind, seen, detail| Finding { kind, expected: app, seen, detail };
     match app {
         App::Dns => match dns::check(p.payload, from_initiator, p.fragmented) {
@@ -654,7 +680,7 @@ fn datagram(cx: &Cx<'_>, entry: &FlowEntry, p: &Packet<'_>, from_initiator: bool
             ),
             Ok(signs) => {
                 let threshold = cx.engine.inspections.dns_threshold;
-                let mut count = if word & 0xe0 == word::DNS_UDP { word & 0x1f } else { 0 };
+                let mut count = if word::is_dns_udp(word) { word & 0x1f } else { 0 };
                 if signs.suspicious {
                     bump(&cx.engine.inspections.counters.dns_suspicious);
                     count = (count + 1).min(0x1f);
@@ -663,9 +689,15 @@ fn datagram(cx: &Cx<'_>, entry: &FlowEntry, p: &Packet<'_>, from_initiator: bool
                     let why = "DNS tunnelling: too many long-label or NULL/TXT queries";
                     return cut(cx, entry, reason, finding(FindingKind::Mismatch, Seen::DnsTunnel, why));
                 }
+                // The first answer identifies the flow as DNS (it is checked on all the same).
+                let answered = word & 0xe0 == word::DNS_UDP_ANSWERED || !from_initiator;
+                if answered && word & 0xe0 != word::DNS_UDP_ANSWERED {
+                    found(cx, reason, finding(FindingKind::Identified, Seen::Dns, ""));
+                }
                 // Concurrent datagrams may both count: the later store wins, never above
                 // the true count.
-                entry.set_inspect_state(word::DNS_UDP | count);
+                entry
+                    .set_inspect_state(if answered { word::DNS_UDP_ANSWERED } else { word::DNS_UDP } | count);
                 reason
             }
         },
@@ -673,7 +705,7 @@ fn datagram(cx: &Cx<'_>, entry: &FlowEntry, p: &Packet<'_>, from_initiator: bool
             // MS-RDPEUDP: the client's SYN datagram (snSourceAck -1, the SYN flag).
             let syn = from_initiator
                 && p.payload.starts_with(&[0xff, 0xff, 0xff, 0xff])
-                && p.payload.get(6..8).is_some_and(|f| f[1] & 0x01 != 0 || f[0] & 0x01 != 0);
+                && p.payload.get(6..8).is_some_and(|f| u16::from_be_bytes([f[0], f[1]]) & 0x0001 != 0);
             if syn {
                 entry.set_inspect_state(word::CHECKED);
                 found(cx, reason, finding(FindingKind::Identified, Seen::Rdp, ""));

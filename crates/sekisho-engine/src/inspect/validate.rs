@@ -164,6 +164,15 @@ impl Validator {
         }
     }
 
+    /// Whether the flow counts as identified, given which directions are done: both done;
+    /// DNS over TCP once a message went each way.
+    pub(crate) fn identified(&self, done: [bool; 2]) -> bool {
+        match self {
+            Validator::Dns(x) => x.answered(),
+            _ => done[0] && done[1],
+        }
+    }
+
     /// The verdict when a direction reached the inspection depth without concluding:
     /// kept as it is, except where what must be seen has not been (a TLS server name that
     /// must be checked).
