@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Breaks the engine on purpose, one separation fix at a time, and shows which tests catch
-each break (docs/security.md, "How each way around it is closed").
+"""Breaks the engine on purpose, one separation or inspection fix at a time, and shows which
+tests catch each break (docs/security.md, "How each way around it is closed" and "What an
+approved path carries").
 
-    python3 deploy/mutations.py            # every mutation (about 15 minutes on 2 cores)
+    python3 deploy/mutations.py            # every mutation (about 25 minutes on 2 cores)
     python3 deploy/mutations.py 1a 7       # those whose names start with 1a or 7
 
 Run it on a clean tree: each mutation edits one file and `git checkout` restores it.
@@ -35,6 +36,16 @@ M = [
  ("10a timeouts on the wall clock", "crates/sekisho-engine/src/lib.rs", "        let cx = Cx { engine: self, loaded: &loaded, port, ingress, now, monitor };", "        let now = Now { mono: now.wall.0, ..now };\n                let cx = Cx { engine: self, loaded: &loaded, port, ingress, now, monitor };"),
  ("10b decisions use a lagging clock", "crates/sekisho-engine/src/lib.rs", "let now = Now { wall: Timestamp(now.wall.0.max(loaded.since)), ..now };", "let now = Now { wall: now.wall, ..now };"),
  ("2b keys without the family", "crates/sekisho-flow/src/key.rs", "let v6 = src.addr.is_ipv6();", "let v6 = false;"),
+ ("12a inspect a segment with a wrong checksum", "crates/sekisho-engine/src/inspect/mod.rs", "if !p.fragmented && !cx.meta.checksum_partial && !p.checksum_ok() {", "if false && !p.fragmented && !cx.meta.checksum_partial && !p.checksum_ok() {"),
+ ("12b pass data ahead of the next byte", "crates/sekisho-engine/src/inspect/stream.rs", "return if self.done { Accept::Nothing } else { Accept::Ahead };", "return Accept::Nothing;"),
+ ("12c inspect a RST's data", "crates/sekisho-engine/src/inspect/mod.rs", "let data = if rst { &[][..] } else { p.payload };", "let data = p.payload;"),
+ ("12d repetitions not compared", "crates/sekisho-engine/src/inspect/stream.rs", "if held != Some(&payload[skip..overlap]) {", "if false && held != Some(&payload[skip..overlap]) {"),
+ ("12e state freed before the receiver has the bytes", "crates/sekisho-engine/src/inspect/mod.rs", "all(|(i, dir)| dir.done && dir.delivered(tracker.acked(i == 0)));", "all(|(_, dir)| dir.done);"),
+ ("12f fragments of inspected segments pass", "crates/sekisho-engine/src/inspect/mod.rs", "if p.fragmented && tcp {", "if false && p.fragmented && tcp {"),
+ ("13 the server's bytes unchecked", "crates/sekisho-engine/src/inspect/validate.rs", "    pub(crate) fn feed(&mut self, env: &Env<'_>, from_initiator: bool, data: &[u8]) -> Step {\n        let d = side(from_initiator);", "    pub(crate) fn feed(&mut self, env: &Env<'_>, from_initiator: bool, data: &[u8]) -> Step {\n        let d = side(from_initiator);\n        if !from_initiator {\n            return Step::done(data.len());\n        }"),
+ ("14 the text leg takes any part", "crates/sekisho-engine/src/inspect/mime.rs", "if !(ty.eq_ignore_ascii_case(b\"text\") && sub.eq_ignore_ascii_case(b\"plain\")) {", "if false {"),
+ ("15 server names unchecked", "crates/sekisho-engine/src/inspect/tls.rs", "env.service.filter(|s| !s.sni_allow.is_empty()) else", "env.service.filter(|_| false) else"),
+ ("16 a full inspection table lets data through", "crates/sekisho-engine/src/inspect/mod.rs", "bump(&c.table_full);\n                    return Reason::FlowTableFull;", "bump(&c.table_full);\n                    return reason;"),
 ]
 only = sys.argv[1:]
 for name, path, old, new in M:
@@ -46,7 +57,7 @@ for name, path, old, new in M:
     open(path, "w").write(src.replace(old, new, 1))
     try:
         caught = []
-        for t in ["separation", "attacks", "engine"]:
+        for t in ["separation", "attacks", "engine", "inspection"]:
             r = subprocess.run(["cargo", "test", "-p", "sekisho-engine", "--test", t], capture_output=True, text=True, timeout=1200)
             out = r.stdout + r.stderr
             if "could not compile" in out:

@@ -141,22 +141,28 @@ impl Counters {
     #[inline]
     fn leg(&self, loaded: &Loaded, reason: Reason) -> Option<&LegAtomics> {
         let Reason::Path { path, leg } = reason else { return None };
-        let i = loaded.policy.leg_index(path, leg)?;
-        let legs = self.legs.get(..loaded.policy.leg_count().min(MAX_COUNTED_LEGS))?;
+        let l = self.legs.get(loaded.policy.leg_index(path, leg)?)?;
+        if self.legs_of.load(Relaxed) != loaded.policy_id {
+            self.reset_legs(loaded.policy_id);
+        }
+        Some(l)
+    }
+
+    /// Zeroes the leg counters for the policy load `policy_id` (once per reload).
+    #[cold]
+    fn reset_legs(&self, policy_id: u32) {
         let tag = self.legs_of.load(Relaxed);
-        if tag != loaded.policy_id
-            && self.legs_of.compare_exchange(tag, loaded.policy_id, Relaxed, Relaxed).is_ok()
-        {
-            for l in legs {
-                for a in [&l.flows, &l.packets, &l.bytes, &l.mismatches, &l.not_sanitized]
-                    .into_iter()
-                    .chain(&l.identified)
-                {
-                    a.store(0, Relaxed);
-                }
+        if tag == policy_id || self.legs_of.compare_exchange(tag, policy_id, Relaxed, Relaxed).is_err() {
+            return;
+        }
+        for l in self.legs.iter() {
+            for a in [&l.flows, &l.packets, &l.bytes, &l.mismatches, &l.not_sanitized]
+                .into_iter()
+                .chain(&l.identified)
+            {
+                a.store(0, Relaxed);
             }
         }
-        legs.get(i)
     }
 
     /// Counts an event of the leg `reason` names.

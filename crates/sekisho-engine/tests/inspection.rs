@@ -569,3 +569,33 @@ fn a_detected_scanner_can_be_blocked_for_a_while() {
     expect(&e, Timestamp(NOW.0 + 61 * SEC), inside("internet"), &mail, Forward, LEG1);
     assert!(e.monitor_stats().blocked > 0);
 }
+
+#[test]
+fn inspected_bytes_are_kept_until_the_receiver_has_them() {
+    let e = inspection_engine();
+    // The juki exception's SFTP connection: the server's banner, then the client's with
+    // a TTL that dies past the gate — both checks pass, the flow would be identified.
+    let mut c = TcpConn::new(("198.18.10.5", 40_100), ("198.18.20.30", 22));
+    let (at, back) = (inside("mynumber"), outside("mynumber"));
+    let r = "allow:exception:juki-batch";
+    for (side, f) in [(at, c.syn()), (back, c.syn_ack()), (at, c.client(ACK, b""))] {
+        expect(&e, NOW, side, &f, Forward, r);
+    }
+    expect(&e, NOW, back, &c.server(ACK | PSH, b"SSH-2.0-juki\r\n"), Forward, r);
+    let seq = c.client_next();
+    let (src, dst) = (c.client_addr(), c.server_addr());
+    let raw = |ttl: u8, data: &[u8]| {
+        ip_frame(
+            &src.0,
+            &dst.0,
+            6,
+            ttl,
+            &tcp_segment_seq(src.1, dst.1, ACK | PSH, seq, c.server_next(), data),
+        )
+    };
+    expect(&e, NOW, at, &raw(1, b"SSH-2.0-decoy\r\n"), Forward, r);
+    // Not acknowledged by the server: the state stays, and the bytes in place of the decoy
+    // must be the decoy's.
+    assert_eq!(e.inspection_stats().active, 1);
+    expect(&e, NOW, at, &raw(64, b"GET / HTTP/1.1\r\n\r\n"), Drop, "deny:app-mismatch");
+}

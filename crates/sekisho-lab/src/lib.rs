@@ -109,6 +109,9 @@ enum Command {
         listen: SocketAddr,
         #[arg(long)]
         banner: Option<String>,
+        /// Answer an RDP connection request with a connection confirm.
+        #[arg(long)]
+        rdp: bool,
         #[arg(long)]
         ready_file: Option<PathBuf>,
     },
@@ -170,8 +173,8 @@ pub fn run(args: Args, sekishod: &Path) -> anyhow::Result<bool> {
             smtp::serve(listen, &hostname, Arc::new(sink), smtp::Limits::default(), ready(ready_file))?;
             Ok(true)
         }
-        Command::TcpEcho { listen, banner, ready_file } => {
-            echo::serve(listen, banner.unwrap_or_default().as_bytes(), ready(ready_file))?;
+        Command::TcpEcho { listen, banner, rdp, ready_file } => {
+            echo::serve(listen, banner.unwrap_or_default().as_bytes(), rdp, ready(ready_file))?;
             Ok(true)
         }
     }

@@ -76,9 +76,9 @@ pub struct Policy {
     /// Warnings that do not depend on the time (see [`Policy::warnings`]).
     warnings: Vec<ConfigWarning>,
     alert: alert::AlertSettings,
-    /// The first flat leg index of each path (see [`Policy::leg_index`]).
+    /// The first flat leg index of each path (see [`Policy::leg_index`]), and the number
+    /// of legs last.
     leg_offsets: Vec<usize>,
-    leg_total: usize,
 }
 
 impl Policy {
@@ -126,15 +126,15 @@ impl Policy {
     #[inline]
     pub fn leg_index(&self, path: PathId, leg: u16) -> Option<usize> {
         let first = *self.leg_offsets.get(path.index())?;
-        let count = self.paths.get(path.index())?.legs.len();
-        let i = usize::from(leg).checked_sub(1).filter(|i| *i < count)?;
-        Some(first + i)
+        let end = *self.leg_offsets.get(path.index() + 1)?;
+        let i = first + usize::from(leg).checked_sub(1)?;
+        (i < end).then_some(i)
     }
 
     /// How many path legs the policy has, over all paths.
     #[inline]
     pub fn leg_count(&self) -> usize {
-        self.leg_total
+        self.leg_offsets.last().copied().unwrap_or(0)
     }
 
     /// Non-IP ethertypes other than ARP that may pass within a port pair

@@ -239,15 +239,11 @@ impl Loader {
         let zones = std::mem::take(&mut self.zones);
         let services = std::mem::take(&mut self.services);
         let compiled = Compiled::build(&zones, &services, &paths, &exceptions, &rules);
-        let leg_total = paths.iter().map(|p| p.legs.len()).sum();
-        let leg_offsets = paths
-            .iter()
-            .scan(0usize, |next, p| {
-                let first = *next;
-                *next += p.legs.len();
-                Some(first)
-            })
-            .collect();
+        let mut leg_offsets = Vec::with_capacity(paths.len() + 1);
+        leg_offsets.push(0);
+        for p in &paths {
+            leg_offsets.push(leg_offsets.last().copied().unwrap_or(0) + p.legs.len());
+        }
         Some(Policy {
             mode,
             control_socket,
@@ -255,7 +251,6 @@ impl Loader {
             inspect,
             monitor,
             leg_offsets,
-            leg_total,
             allow_ethertypes,
             zones,
             ports,
