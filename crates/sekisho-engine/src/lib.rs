@@ -615,7 +615,7 @@ fn judge_ip(cx: &Cx<'_>, vlan: u32, ip: &Ip<'_>, len: usize) -> Reason {
         return r;
     }
     if let L4::Icmp(_) = ip.l4 {
-        if cx.engine.monitor.watched(&cx.loaded.policy, ip.src) {
+        if cx.engine.monitor.watched(&cx.loaded.policy, cx.port, cx.ingress.side) {
             cx.engine.monitor.icmp(cx.now.mono, ip.dst);
         }
     }

@@ -4,10 +4,11 @@
 //! destinations, 4-way set associative, the oldest entry of a set replaced when it is
 //! full) — bounded state, no lock, no allocation.
 //!
-//! Only traffic whose source is in an internet zone is measured. Connection attempts
-//! (packets that find no flow: SYNs, new UDP, ICMP queries, stray TCP) feed the scan
-//! measure; allowed SYNs and completed handshakes the SYN-flood measure; ICMP messages the
-//! ICMP-flood measure. Distinct ports and hosts are counted in 256-bit sets with linear
+//! Traffic is measured where it enters: on the `inside` of the port of an internet zone
+//! (its sources are that zone's; each packet is counted once, at its first port).
+//! Connection attempts (packets that find no flow: SYNs, new UDP, ICMP queries, stray
+//! TCP) feed the scan measure; allowed SYNs and completed handshakes the SYN-flood measure;
+//! ICMP messages the ICMP-flood measure. Distinct ports and hosts are counted in 256-bit sets with linear
 //! counting.
 //!
 //! A measure that crosses its threshold is reported once per window and key as a
@@ -23,7 +24,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use crossbeam_queue::ArrayQueue;
 use sekisho_flow::hash::KeyedState;
-use sekisho_policy::{MonitorSettings, Policy, ZoneKind};
+use sekisho_policy::{MonitorSettings, Policy, Port, ZoneKind};
+
+use crate::Side;
 
 /// Detections waiting to be drained, at most.
 const QUEUE: usize = 1024;
@@ -227,11 +230,13 @@ impl Monitor {
         self.hasher.hash_one(v) | 1
     }
 
-    /// Whether `addr` is in an internet zone (only such sources are measured).
+    /// Whether traffic arriving on `side` of `port` is measured: the inside of an internet
+    /// zone's port.
     #[inline]
-    pub(crate) fn watched(&self, policy: &Policy, addr: IpAddr) -> bool {
+    pub(crate) fn watched(&self, policy: &Policy, port: &Port, side: Side) -> bool {
         self.settings.enabled
-            && policy.zone_of(addr).and_then(|z| policy.zone(z)).is_some_and(|z| z.kind == ZoneKind::Internet)
+            && side == Side::Inside
+            && policy.zone(port.zone).is_some_and(|z| z.kind == ZoneKind::Internet)
     }
 
     fn report(&self, d: Detection) {

@@ -84,7 +84,7 @@ pub(crate) fn stateless(cx: &Cx<'_>, p: &Packet<'_>) -> Reason {
 
 fn open(cx: &Cx<'_>, flows: &Pinned<'_>, p: &Packet<'_>) -> Reason {
     // An attempt to open a connection: the monitor measures scans from internet zones.
-    let watched = cx.engine.monitor.watched(&cx.loaded.policy, p.src.addr);
+    let watched = cx.engine.monitor.watched(&cx.loaded.policy, cx.port, cx.ingress.side);
     if watched && cx.engine.monitor.attempt(cx.now.mono, p.src.addr, p.dst.addr, p.dst.port) {
         return Reason::BlockedSource;
     }
@@ -128,6 +128,7 @@ fn open(cx: &Cx<'_>, flows: &Pinned<'_>, p: &Packet<'_>) -> Reason {
 
 /// Accounts `p` on its flow (TCP: checked against the tracked windows first); false when
 /// it was outside them and changed nothing.
+#[inline]
 pub(crate) fn observe(
     cx: &Cx<'_>,
     flows: &Pinned<'_>,
@@ -142,8 +143,8 @@ pub(crate) fn observe(
                 flows.offer_for_eviction(p.key, entry.origin());
             }
             if now_established {
-                let initiator = p.key.socket(entry.initiator()).addr;
-                if cx.engine.monitor.watched(&cx.loaded.policy, initiator) {
+                let side = Side::of_origin(entry.origin());
+                if cx.engine.monitor.watched(&cx.loaded.policy, cx.port, side) {
                     cx.engine.monitor.established(cx.now.mono, p.key.socket(entry.initiator().other()).addr);
                 }
             }

@@ -16,8 +16,9 @@
 //! Services: the mail text-ification relay on 198.18.40.10:25 (delivers to the LGWAN
 //! mail host 198.18.20.25:25, which stores each message as a file), the file sanitiser
 //! on 198.18.40.20:443 (HTTPS), an internet web server on 203.0.113.7:443 (HTTPS), RDP
-//! stand-ins on 203.0.113.50:3389 (VDI host) and 198.18.20.5:3389, and an SSH stand-in
-//! on 198.18.20.30:22 (the juki server).
+//! stand-ins on 203.0.113.50:3389 (VDI host) and 198.18.20.5:3389 (they answer an X.224
+//! connection request with a confirm), and an SSH stand-in on 198.18.20.30:22 (the juki
+//! server).
 
 #![warn(missing_docs)]
 

@@ -119,7 +119,7 @@ pub struct InspectSettings {
 impl Default for InspectSettings {
     /// The defaults documented in docs/configuration.md.
     fn default() -> Self {
-        InspectSettings { depth: 8192, max_flows: 16_384, dns_tunnel_threshold: 8, idle_timeout_s: 3600 }
+        InspectSettings { depth: 8192, max_flows: 4096, dns_tunnel_threshold: 8, idle_timeout_s: 3600 }
     }
 }
 

@@ -729,3 +729,17 @@ fn datagram(cx: &Cx<'_>, entry: &FlowEntry, p: &Packet<'_>, from_initiator: bool
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What one inspection state costs besides its two buffers (docs/configuration.md says
+    /// "about 16.5 KiB" with the default depth).
+    #[test]
+    fn a_state_is_its_buffers_and_little_more() {
+        let fixed = std::mem::size_of::<Inspection>() + std::mem::size_of::<FlowKey>();
+        assert!(fixed < 512, "{fixed} bytes");
+        assert!(std::mem::size_of::<mime::Mime>() < 3 * 1024);
+    }
+}
