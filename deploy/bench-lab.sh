@@ -1,39 +1,43 @@
 #!/usr/bin/env bash
-# sekisho baseline benchmark (issue 3): one run, one lab topology, the same traffic through
-#   (a) bridge+nft  — a Linux bridge per port pair in the gateway namespace, with an
-#                     nftables ruleset expressing configs/lab.toml's policy: conntrack
-#                     (`ct state established,related accept`, new TCP only with a bare SYN),
-#                     then the allowed new connections, drop the rest; the per-port
-#                     anti-spoofing and the non-IP drop in a bridge-family table. Bridged
-#                     IP traffic reaches the inet-family conntrack through br_netfilter
-#                     (this kernel has no nf_conntrack_bridge);
-#   (b) sekishod    — `sekishod run` (release build) on a copy of configs/lab.toml with
-#                     one extra path "bench" (lgwan -> 198.18.40.20: TCP and UDP 5201,
-#                     ICMP; app any) so that iperf3 and ping are allowed traffic.
+# sekisho data-plane benchmark: one run, one lab topology, hosts' and router's offloads
+# at their defaults (as virtual machines and containers have them), the same traffic
+# through, interleaved (bridge, bridge+nft, pnet, afpacket-1, afpacket-2, bridge, ...):
+#   bridge       — a plain Linux bridge per port pair in the gateway namespace, no filtering;
+#   bridge+nft   — the same bridges with an nftables ruleset expressing configs/lab.toml's
+#                  policy: conntrack (`ct state established,related accept`, new TCP only
+#                  with a bare SYN), then the allowed new connections, drop the rest; the
+#                  per-port anti-spoofing and the non-IP drop in a bridge-family table.
+#                  Bridged IP traffic reaches the inet-family conntrack through br_netfilter
+#                  (this kernel has no nf_conntrack_bridge);
+#   pnet         — `sekishod run` (release build), `[daemon] io = "pnet"`;
+#   afpacket-1   — `sekishod run`, `io = "afpacket"`, `workers = 1`;
+#   afpacket-2   — `sekishod run`, `io = "afpacket"`, `workers = 2`;
+# sekishod runs a copy of configs/lab.toml with one extra path "bench" (lgwan ->
+# 198.18.40.20: TCP and UDP 5201, ICMP; app any) so that iperf3 and ping are allowed.
 # The flow measured: lgwan terminal 198.18.20.5 -> file sanitiser host 198.18.40.20, which
 # crosses two port pairs (lg, sz) and the core router, as real cross-zone traffic does.
 #
-# Measured, per backend and repetition (backends interleaved: bridge, sekishod, bridge, ...):
+# Measured, per backend and repetition:
 #   tcp1_gbps   iperf3, 1 TCP stream, receiver throughput
 #   tcp4_gbps   iperf3, 4 TCP streams (-P 4), receiver throughput
 #   udp64_kpps  iperf3 -u -l 64 -b 0 (unlimited): datagrams delivered per second (thousands)
-#   udp64_loss  lost datagrams, percent
+#   udp64_loss  lost datagrams at that unlimited rate, percent
+#   udp64_lossfree_kpps  the highest offered rate (thousands of datagrams/s, by bisection
+#               between 10 and 1000 kpps, 3 s each) delivered with at most 0.1% loss
 #   ping_p50_us / ping_p99_us   ping -i 0.002 -c 2000 round-trip time percentiles (µs)
-#   ping_loss   percent
-# Offloads as in the lab (DESIGN.md section 4): tx checksum offload off on host- and
-# router-side veths (so no TSO: MTU-sized frames), GRO/LRO off on the gateway ports — the
-# same for both backends.
+#   cpu_*       for sekishod: CPU per thread during the 1-stream TCP test (% of one core)
 #
 # Run (as root, from anywhere; needs iproute2 ethtool nftables iperf3 iputils-ping python3):
 #   deploy/bench-lab.sh                      # 10 s per test, 3 repetitions
 #   deploy/bench-lab.sh --duration 5 --repeat 1
-#   deploy/bench-lab.sh --profile            # + where sekishod's time goes: strace -c and
-#                                            #   perf record/report during a 1-stream TCP run
+#   deploy/bench-lab.sh --backends "bridge+nft afpacket-1"
+#   deploy/bench-lab.sh --profile            # + where sekishod's time goes (afpacket-1):
+#                                            #   strace -c and perf during a 1-stream TCP run
 #   deploy/bench-lab.sh --sekishod PATH      # an already built binary (no cargo build)
 # Output: a table for people, and machine-parsable lines:
 #   RESULT backend=<b> run=<n> metric=<m> value=<v>
 #   SUMMARY backend=<b> metric=<m> median=<v> min=<v> max=<v>
-#   RATIO metric=<m> sekishod/bridge+nft=<r>
+#   RATIO metric=<m> <b>/bridge+nft=<r> (and ping p99 against the plain bridge)
 # Raw iperf3 JSON and ping output are kept in the results directory it prints.
 # Cleans up after itself (lab namespaces with prefix skb-, processes it started) on exit.
 set -euo pipefail
@@ -44,6 +48,7 @@ PREFIX=skb-
 PROFILE=0
 SEKISHOD=""
 UDP_RATE=0
+BACKENDS_ARG="bridge bridge+nft pnet afpacket-1 afpacket-2"
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION="$2"; shift 2 ;;
@@ -52,7 +57,8 @@ while [ $# -gt 0 ]; do
     --profile) PROFILE=1; shift ;;
     --sekishod) SEKISHOD="$2"; shift 2 ;;
     --udp-rate) UDP_RATE="$2"; shift 2 ;;
-    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+    --backends) BACKENDS_ARG="$2"; shift 2 ;;
+    -h|--help) sed -n '2,45p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -192,21 +198,46 @@ EOF
 
 nsx() { local ns="$1"; shift; ip netns exec "$ns" "$@"; }
 
+bridges_up() {
+  for s in mn lg in sz; do
+    ip -n "$GW" link add "br-$s" type bridge stp_state 0
+    ip -n "$GW" link set "$s-in" master "br-$s"
+    ip -n "$GW" link set "$s-out" master "br-$s"
+    ip -n "$GW" link set "br-$s" up
+  done
+}
+
+bridges_down() {
+  for s in mn lg in sz; do ip -n "$GW" link del "br-$s"; done
+}
+
+# The sekishod configuration for a backend: the bench config with io and workers set.
+sekishod_config() {
+  local io workers
+  case "$1" in
+    pnet) io=pnet; workers=1 ;;
+    afpacket-1) io=afpacket; workers=1 ;;
+    afpacket-2) io=afpacket; workers=2 ;;
+  esac
+  sed "s/^mode = \"enforce\"/mode = \"enforce\"\nio = \"$io\"\nworkers = $workers/" "$CONFIG" >"$OUT/$1.toml"
+  echo "$OUT/$1.toml"
+}
+
 backend_up() {
   case "$1" in
+    bridge)
+      bridges_up
+      ;;
     bridge+nft)
-      for s in mn lg in sz; do
-        ip -n "$GW" link add "br-$s" type bridge stp_state 0
-        ip -n "$GW" link set "$s-in" master "br-$s"
-        ip -n "$GW" link set "$s-out" master "br-$s"
-        ip -n "$GW" link set "br-$s" up
-      done
+      bridges_up
       nsx "$GW" sysctl -q -w net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
       nsx "$GW" nft -f "$OUT/bench.nft"
       ;;
-    sekishod)
+    pnet|afpacket-*)
+      local config
+      config=$(sekishod_config "$1")
       rm -f "$OUT/stats.json"
-      NO_COLOR=1 ip netns exec "$GW" "$SEKISHOD" run -c "$CONFIG" --stats-file "$OUT/stats.json" \
+      NO_COLOR=1 ip netns exec "$GW" "$SEKISHOD" run -c "$config" --stats-file "$OUT/stats.json" \
         >>"$OUT/sekishod.out" 2>>"$OUT/sekishod.log" &
       DAEMON_PID=$!
       for _ in $(seq 1 300); do
@@ -223,13 +254,16 @@ backend_up() {
 
 backend_down() {
   case "$1" in
+    bridge)
+      bridges_down
+      ;;
     bridge+nft)
       nsx "$GW" nft delete table inet sekisho
       nsx "$GW" nft delete table bridge sekisho_link
       nsx "$GW" sysctl -q -w net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0
-      for s in mn lg in sz; do ip -n "$GW" link del "br-$s"; done
+      bridges_down
       ;;
-    sekishod)
+    pnet|afpacket-*)
       kill -TERM "$DAEMON_PID"
       wait "$DAEMON_PID" || { echo "sekishod run did not exit 0" >&2; exit 1; }
       DAEMON_PID=""
@@ -241,7 +275,7 @@ backend_down() {
 policy_check() {
   local b="$1" ok=1
   nsx "$LG" ping -n -q -c 1 -W 1 -I "$SRC" "$DST" >/dev/null || { echo "  $b: allowed ping lgwan -> $DST FAILED" >&2; ok=0; }
-  if nsx "$LG" ping -n -q -c 1 -W 1 -I "$SRC" 203.0.113.7 >/dev/null 2>&1; then
+  if [ "$b" != bridge ] && nsx "$LG" ping -n -q -c 1 -W 1 -I "$SRC" 203.0.113.7 >/dev/null 2>&1; then
     echo "  $b: forbidden ping lgwan -> internet 203.0.113.7 PASSED" >&2; ok=0
   fi
   [ "$ok" = 1 ] && echo "  $b: policy check ok (allowed passes, lgwan -> internet blocked)"
@@ -254,16 +288,22 @@ result() {  # backend run metric value
   echo "RESULT backend=$1 run=$2 metric=$3 value=$4" | tee -a "$OUT/results.txt"
 }
 
-measure() {  # backend run
-  local b="$1" r="$2" f
-  f="$OUT/$b-$r"
-  nsx "$LG" iperf3 -c "$DST" -B "$SRC" -t "$DURATION" -J >"$f-tcp1.json"
-  result "$b" "$r" tcp1_gbps "$(json x "'%.3f' % (d['end']['sum_received']['bits_per_second']/1e9)" "$f-tcp1.json")"
-  nsx "$LG" iperf3 -c "$DST" -B "$SRC" -t "$DURATION" -P 4 -J >"$f-tcp4.json"
-  result "$b" "$r" tcp4_gbps "$(json x "'%.3f' % (d['end']['sum_received']['bits_per_second']/1e9)" "$f-tcp4.json")"
-  nsx "$LG" iperf3 -c "$DST" -B "$SRC" -t "$DURATION" -u -l 64 -b "$UDP_RATE" -J >"$f-udp64.json"
-  local udp
-  udp=$(python3 - "$f-udp64.json" <<'EOF'
+# CPU ticks (user + system) per sekishod thread: "name ticks" lines.
+thread_ticks() {
+  [ -n "$DAEMON_PID" ] || return 0
+  for t in /proc/"$DAEMON_PID"/task/*; do
+    [ -r "$t/stat" ] || continue
+    # comm may contain spaces: fields after the closing parenthesis.
+    awk -v name="$(cat "$t/comm" 2>/dev/null)" '{ sub(/^.*\) /, ""); print name, $12 + $13 }' "$t/stat"
+  done
+}
+
+# One UDP run of 64-byte datagrams at `rate` datagrams/s (0: unlimited) for `secs`
+# seconds: prints "delivered_kpps loss_percent".
+udp_run() {
+  local rate="$1" secs="$2" file="$3"
+  nsx "$LG" iperf3 -c "$DST" -B "$SRC" -t "$secs" -u -l 64 -b "$((rate * 512))" -J >"$file"
+  python3 - "$file" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 s = d["end"].get("sum_received") or d["end"]["sum"]
@@ -273,11 +313,57 @@ lost = s.get("lost_packets", 0)
 seconds = s.get("seconds") or sent.get("seconds") or 1
 delivered = max(packets - lost, 0)
 loss = 100.0 * lost / packets if packets else 100.0
-print("%.1f %.2f" % (delivered / seconds / 1000.0, loss))
-EOF
-)
+print("%.1f %.3f" % (delivered / seconds / 1000.0, loss))
+PY
+}
+
+# The highest rate (kpps) delivered with at most 0.1% loss, by bisection.
+udp_lossfree() {
+  local f="$1" lo=10 hi=1000 mid out loss
+  for i in 1 2 3 4 5 6; do
+    mid=$(( (lo + hi) / 2 ))
+    out=$(udp_run "$((mid * 1000))" 3 "$f-lossfree-$i.json")
+    loss=${out#* }
+    if python3 -c "import sys; sys.exit(0 if float('$loss') <= 0.1 else 1)"; then lo=$mid; else hi=$mid; fi
+  done
+  echo "$lo"
+}
+
+measure() {  # backend run
+  local b="$1" r="$2" f
+  f="$OUT/$b-$r"
+  thread_ticks >"$f-ticks-before.txt"
+  local t0 t1
+  t0=$(date +%s.%N)
+  nsx "$LG" iperf3 -c "$DST" -B "$SRC" -t "$DURATION" -J >"$f-tcp1.json"
+  t1=$(date +%s.%N)
+  thread_ticks >"$f-ticks-after.txt"
+  result "$b" "$r" tcp1_gbps "$(json x "'%.3f' % (d['end']['sum_received']['bits_per_second']/1e9)" "$f-tcp1.json")"
+  if [ -n "$DAEMON_PID" ]; then
+    python3 - "$f-ticks-before.txt" "$f-ticks-after.txt" "$t0" "$t1" "$(getconf CLK_TCK)" <<'PY' >"$f-cpu.txt"
+import collections, sys
+def load(p):
+    d = collections.Counter()
+    for line in open(p):
+        name, ticks = line.rsplit(" ", 1)
+        d[name] += int(ticks)
+    return d
+before, after = load(sys.argv[1]), load(sys.argv[2])
+secs, hz = float(sys.argv[4]) - float(sys.argv[3]), int(sys.argv[5])
+for name in sorted(after):
+    used = (after[name] - before.get(name, 0)) / hz / secs * 100.0
+    if used >= 0.5:
+        print(name.replace(" ", "_"), "%.0f" % used)
+PY
+    while read -r name pct; do result "$b" "$r" "cpu_${name}" "$pct"; done <"$f-cpu.txt"
+  fi
+  nsx "$LG" iperf3 -c "$DST" -B "$SRC" -t "$DURATION" -P 4 -J >"$f-tcp4.json"
+  result "$b" "$r" tcp4_gbps "$(json x "'%.3f' % (d['end']['sum_received']['bits_per_second']/1e9)" "$f-tcp4.json")"
+  local udp
+  udp=$(udp_run "$UDP_RATE" "$DURATION" "$f-udp64.json")
   result "$b" "$r" udp64_kpps "${udp% *}"
   result "$b" "$r" udp64_loss "${udp#* }"
+  result "$b" "$r" udp64_lossfree_kpps "$(udp_lossfree "$f")"
   nsx "$LG" ping -n -i 0.002 -c 2000 -W 1 -I "$SRC" "$DST" >"$f-ping.txt" 2>&1 || true
   local lat
   lat=$(python3 - "$f-ping.txt" <<'EOF'
@@ -299,7 +385,7 @@ EOF
 
 profile_sekishod() {
   echo "== profile: sekishod during a 1-stream TCP run ($OUT/profile-*)"
-  backend_up sekishod
+  backend_up afpacket-1
   nsx "$LG" iperf3 -c "$DST" -B "$SRC" -t 8 >/dev/null &
   local client=$!
   sleep 1
@@ -311,17 +397,19 @@ profile_sekishod() {
   client=$!
   sleep 1
   if command -v perf >/dev/null; then
-    perf record -F 999 -g -p "$DAEMON_PID" -o "$OUT/profile-perf.data" -- sleep 5 >/dev/null 2>&1 || true
-    for sort in comm dso dso,symbol; do
+    # System-wide (both cores: the daemon, the kernel's veth and routing work, iperf3),
+    # on the software clock (this VM has no hardware counters).
+    perf record -e cpu-clock -F 999 -a -g -o "$OUT/profile-perf.data" -- sleep 5 >/dev/null 2>&1 || true
+    for sort in comm dso,symbol; do
       echo "-- perf report --sort $sort (self time, >= 0.8%)"
       perf report -i "$OUT/profile-perf.data" --stdio --no-children -g none --sort "$sort" \
-        --percent-limit 0.8 2>/dev/null | grep -v -e '^#' -e '^$' | head -25 | cut -c1-110
+        --percent-limit 0.8 2>/dev/null | grep -v -e '^#' -e '^$' | head -40 | cut -c1-120
     done >"$OUT/profile-perf.txt" || true
   fi
   wait "$client" || true
-  backend_down sekishod
+  backend_down afpacket-1
   [ -s "$OUT/profile-strace.txt" ] && { echo "-- strace -c -f (5 s of sekishod under 1-stream TCP):"; head -25 "$OUT/profile-strace.txt"; }
-  [ -s "$OUT/profile-perf.txt" ] && { echo "-- perf record -F 999 -g, 5 s of sekishod under 1-stream TCP:"; cat "$OUT/profile-perf.txt"; }
+  [ -s "$OUT/profile-perf.txt" ] && { echo "-- perf record -e cpu-clock -a, 5 s of both cores under 1-stream TCP through sekishod:"; cat "$OUT/profile-perf.txt"; }
   return 0
 }
 
@@ -330,7 +418,7 @@ ip netns exec "$SZ" iperf3 -s -B "$DST" -p 5201 >"$OUT/iperf3-server.log" 2>&1 &
 SERVER_PID=$!
 sleep 0.5
 
-BACKENDS=("bridge+nft" "sekishod")
+read -r -a BACKENDS <<<"$BACKENDS_ARG"
 for b in "${BACKENDS[@]}"; do
   backend_up "$b"
   policy_check "$b"
@@ -349,46 +437,61 @@ done
 [ "$PROFILE" = 1 ] && profile_sekishod
 
 echo
-echo "== sekisho baseline: lgwan 198.18.20.5 -> 198.18.40.20 through two port pairs and the core router"
-echo "   $(nproc) cores, kernel $(uname -r), duration ${DURATION} s, ${REPEAT} run(s) each, medians (min-max)"
-python3 - "$OUT/results.txt" <<'EOF'
+echo "== sekisho data plane: lgwan 198.18.20.5 -> 198.18.40.20 through two port pairs and the core router"
+echo "   $(nproc) cores, kernel $(uname -r), hosts' offloads at their defaults, duration ${DURATION} s,"
+echo "   ${REPEAT} run(s) each, backends interleaved; medians (min-max)"
+python3 - "$OUT/results.txt" "${BACKENDS[@]}" <<'EOF'
 import collections, statistics, sys
 rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     f = dict(kv.split("=", 1) for kv in line.split()[1:])
     rows[(f["backend"], f["metric"])].append(float(f["value"]))
+backends = sys.argv[2:]
 metrics = [
-    # (key, label, higher is better)
-    ("tcp1_gbps", "TCP 1 stream (Gbit/s)", True),
-    ("tcp4_gbps", "TCP 4 streams (Gbit/s)", True),
-    ("udp64_kpps", "UDP 64 B delivered (kpps)", True),
-    ("udp64_loss", "UDP 64 B loss (%)", False),
-    ("ping_p50_us", "ping RTT p50 (us)", False),
-    ("ping_p99_us", "ping RTT p99 (us)", False),
-    ("ping_loss", "ping loss (%)", False),
+    ("tcp1_gbps", "TCP 1 stream (Gbit/s)"),
+    ("tcp4_gbps", "TCP 4 streams (Gbit/s)"),
+    ("udp64_kpps", "UDP 64 B delivered (kpps)"),
+    ("udp64_loss", "UDP 64 B loss (%)"),
+    ("udp64_lossfree_kpps", "UDP 64 B loss-free (kpps)"),
+    ("ping_p50_us", "ping RTT p50 (us)"),
+    ("ping_p99_us", "ping RTT p99 (us)"),
 ]
-backends = ["bridge+nft", "sekishod"]
+cpu = sorted({m for (_, m) in rows if m.startswith("cpu_")})
+metrics += [(m, "CPU %s (%% of a core)" % m[4:]) for m in cpu]
 def cell(vals):
     if not vals:
         return "-"
     m = statistics.median(vals)
     return "%.3g (%.3g-%.3g)" % (m, min(vals), max(vals)) if len(vals) > 1 else "%.3g" % m
-print("%-28s %-22s %-22s %s" % ("metric", "bridge+nft", "sekishod", "sekishod / bridge+nft"))
-print("-" * 95)
+width = 20
+print("%-30s " % "metric" + " ".join("%-*s" % (width, b) for b in backends))
+print("-" * (31 + (width + 1) * len(backends)))
 summary = []
-for key, label, higher_better in metrics:
-    a = rows.get(("bridge+nft", key), [])
-    b = rows.get(("sekishod", key), [])
-    ratio = "-"
-    if a and b and statistics.median(a) != 0 and not key.endswith("_loss"):
-        ratio = "%.2f" % (statistics.median(b) / statistics.median(a))
-        ratio += "  (higher is better)" if higher_better else "  (lower is better)"
-    print("%-28s %-22s %-22s %s" % (label, cell(a), cell(b), ratio))
-    for be, vals in (("bridge+nft", a), ("sekishod", b)):
+for key, label in metrics:
+    print("%-30s " % label + " ".join("%-*s" % (width, cell(rows.get((b, key), []))) for b in backends))
+    for b in backends:
+        vals = rows.get((b, key), [])
         if vals:
-            summary.append("SUMMARY backend=%s metric=%s median=%g min=%g max=%g" % (be, key, statistics.median(vals), min(vals), max(vals)))
-    if ratio != "-":
-        summary.append("RATIO metric=%s sekishod/bridge+nft=%s" % (key, ratio.split()[0]))
+            summary.append("SUMMARY backend=%s metric=%s median=%g min=%g max=%g" % (b, key, statistics.median(vals), min(vals), max(vals)))
+print()
+def med(b, k):
+    v = rows.get((b, k), [])
+    return statistics.median(v) if v else None
+print("ratios (medians; throughput: higher is better, latency: lower is better)")
+for key, label in metrics[:7]:
+    if key.endswith("_loss"):
+        continue
+    base = "bridge" if key == "ping_p99_us" or key == "ping_p50_us" else "bridge+nft"
+    ref = med(base, key)
+    if not ref:
+        continue
+    parts = []
+    for b in backends:
+        v = med(b, key)
+        if v is not None and b != base:
+            parts.append("%s %.2f" % (b, v / ref))
+            summary.append("RATIO metric=%s %s/%s=%.2f" % (key, b, base, v / ref))
+    print("  %-28s vs %-10s %s" % (label, base, ", ".join(parts)))
 print()
 print("\n".join(summary))
 EOF

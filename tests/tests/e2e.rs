@@ -167,10 +167,26 @@ impl Fixture {
     fn new() -> anyhow::Result<Fixture> {
         let sekishod = sekishod()?;
         let lock = exclusive("/run/sekisho-e2e.lock")?;
-        let lab = Lab::up(&UpOptions { prefix: PREFIX.to_string(), sekishod, services: true })?;
+        let offloads_off = std::env::var("SEKISHO_E2E_OFFLOADS").is_ok_and(|v| v == "off");
+        visible(&format!(
+            "e2e lab: io {}, workers {}, hosts' offloads {}",
+            std::env::var("SEKISHO_E2E_IO").unwrap_or_else(|_| "afpacket (default)".into()),
+            std::env::var("SEKISHO_E2E_WORKERS").unwrap_or_else(|_| "1 (default)".into()),
+            if offloads_off { "off" } else { "at their defaults" }
+        ));
+        let lab = Lab::up(&UpOptions { prefix: PREFIX.to_string(), sekishod, services: true, offloads_off })?;
         let base_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/lab.toml");
         let base = std::fs::read_to_string(&base_path)
             .with_context(|| format!("cannot read {}", base_path.display()))?;
+        // The backend under test: SEKISHO_E2E_IO=pnet|afpacket, SEKISHO_E2E_WORKERS=N.
+        let mut daemon = String::from("mode = \"enforce\"");
+        for (var, key, quote) in [("SEKISHO_E2E_IO", "io", true), ("SEKISHO_E2E_WORKERS", "workers", false)] {
+            if let Ok(v) = std::env::var(var) {
+                let v = if quote { format!("{v:?}") } else { v };
+                daemon.push_str(&format!("\n{key} = {v}"));
+            }
+        }
+        let base = base.replacen("mode = \"enforce\"", &daemon, 1);
         let enforce_text = format!("{base}{E2E_EXTRA}");
         ensure!(
             enforce_text.contains("mode = \"enforce\""),

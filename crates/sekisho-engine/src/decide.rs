@@ -4,7 +4,7 @@
 //! and cached by compare-and-swap.
 
 use sekisho_flow::{CachedDecision, FlowEntry, FlowKey, Socket};
-use sekisho_policy::{App, Connection, Proto, Reason};
+use sekisho_policy::{App, Connection, Policy, Proto, Reason, ZoneId};
 use sekisho_wire::Tunnel;
 
 use crate::{ingress, inspect, reason, Cx, Side};
@@ -20,30 +20,30 @@ pub(crate) struct Opening {
     pub side: Side,
 }
 
+/// Every tunnel, in the order of its flow class byte (class 0: none).
+const TUNNELS: [Tunnel; 8] = [
+    Tunnel::Gre,
+    Tunnel::IpInIp,
+    Tunnel::Ipv6InIp,
+    Tunnel::Vxlan,
+    Tunnel::Teredo,
+    Tunnel::Geneve,
+    Tunnel::UdpEncap,
+    Tunnel::OtherIp,
+];
+
 /// The flow class byte for the tunnel a flow carries (0: none).
 pub(crate) fn tunnel_class(t: Option<Tunnel>) -> u8 {
-    match t {
-        None => 0,
-        Some(Tunnel::Gre) => 1,
-        Some(Tunnel::IpInIp) => 2,
-        Some(Tunnel::Ipv6InIp) => 3,
-        Some(Tunnel::Vxlan) => 4,
-        Some(Tunnel::Teredo) => 5,
-    }
+    t.and_then(|t| TUNNELS.iter().position(|x| *x == t)).map_or(0, |i| i as u8 + 1)
 }
 
 fn class_tunnel(class: u8) -> Option<Tunnel> {
-    match class {
-        1 => Some(Tunnel::Gre),
-        2 => Some(Tunnel::IpInIp),
-        3 => Some(Tunnel::Ipv6InIp),
-        4 => Some(Tunnel::Vxlan),
-        5 => Some(Tunnel::Teredo),
-        _ => None,
-    }
+    TUNNELS.get(usize::from(class).wrapping_sub(1)).copied()
 }
 
 /// True when a service of protocol `proto` and application `app` names tunnel `t`.
+/// Geneve, the other UDP encapsulations and the other IP ones have no name: they never
+/// cross zones.
 fn names_tunnel(proto: Proto, app: App, t: Tunnel) -> bool {
     matches!(
         (t, proto, app),
@@ -55,11 +55,26 @@ fn names_tunnel(proto: Proto, app: App, t: Tunnel) -> bool {
     )
 }
 
-/// The verdict on `o` under the policy in force, and the application its service expects.
-pub(crate) fn decide(cx: &Cx<'_>, o: &Opening) -> (Reason, App) {
+/// A decision on a new connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Decided {
+    pub reason: Reason,
+    /// The application the allowing service expects.
+    pub app: App,
+    /// The flow-table share of the initiator: its zone kind (0: no zone).
+    pub share: u8,
+}
+
+/// The flow-table share of an initiator in zone `zone`.
+fn share(policy: &Policy, zone: Option<ZoneId>) -> u8 {
+    zone.and_then(|z| policy.zone(z)).map_or(0, |z| z.kind as u8 + 1)
+}
+
+/// The verdict on `o` under the policy in force.
+pub(crate) fn decide(cx: &Cx<'_>, o: &Opening) -> Decided {
     let policy = &cx.loaded.policy;
-    if let Err(r) = ingress::opening(policy, cx.port, o.side, o.initiator.addr, o.responder.addr) {
-        return (r, App::Any);
+    if let Err(reason) = ingress::opening(policy, cx.port, o.side, o.initiator.addr, o.responder.addr) {
+        return Decided { reason, app: App::Any, share: 0 };
     }
     let conn = Connection {
         protocol: o.protocol,
@@ -77,7 +92,7 @@ pub(crate) fn decide(cx: &Cx<'_>, o: &Opening) -> (Reason, App) {
             reason = Reason::Tunnel;
         }
     }
-    (reason, app)
+    Decided { reason, app, share: share(policy, decision.initiator_zone) }
 }
 
 /// The cached decision word for `reason` under the generation in force.
@@ -105,7 +120,7 @@ pub(crate) fn current(cx: &Cx<'_>, entry: &FlowEntry, key: &FlowKey) -> Reason {
         tunnel: class_tunnel(entry.class()),
         side: Side::of_origin(entry.origin()),
     };
-    let (r, _) = decide(cx, &opening);
+    let r = decide(cx, &opening).reason;
     entry.update_decision(cached(cx, r));
     r
 }

@@ -1,10 +1,11 @@
 //! Stage 2, the ingress contract: what may arrive on which interface of a port, checked
 //! before any flow logic.
 //!
-//! - The frame's VLAN tags must be admitted by the port (`vlans`, `untagged`).
+//! - The frame's VLAN tags must be admitted by the port (`vlans`, `untagged`): one
+//!   802.1Q tag, never a service tag (802.1ad) alone, never two.
 //! - No address that cannot belong to a host of a zone: IPv4 forms inside IPv6
-//!   (mapped, compatible, translated), loopback, unspecified, multicast or broadcast
-//!   *sources*, multicast destinations beyond the link. Link-local and link-scoped
+//!   (mapped, compatible, translated, NAT64, 6to4, Teredo), loopback, unspecified,
+//!   multicast or broadcast *sources*, multicast destinations beyond the link. Link-local and link-scoped
 //!   addresses belong only to link traffic (stage 3), which stays in its pair.
 //! - A connection opened on a port's `inside` comes from the port's zone; one opened on
 //!   its `outside` goes to the port's zone and does not come from it (unless from one of
@@ -21,7 +22,8 @@ use crate::Side;
 /// Whether `vlan` may cross `port`.
 #[inline]
 pub(crate) fn vlan(port: &Port, vlan: Vlan) -> Result<(), Reason> {
-    if port.admits_vlan(vlan.outer, vlan.inner) {
+    // A service tag (0x88a8, 0x9100) names a different VLAN to the switch beyond.
+    if !vlan.outer_is_service_tag && port.admits_vlan(vlan.outer, vlan.inner) {
         Ok(())
     } else {
         Err(Reason::Vlan)
@@ -40,13 +42,20 @@ pub(crate) enum Scope {
     Bogon,
 }
 
-/// IPv4-mapped `::ffff:0:0/96`, IPv4-compatible `::/96`, IPv4-translated
-/// `::ffff:0:0:0/96`: IPv6 spellings of an IPv4 address, which a host may take for that
-/// IPv4 address and so for another zone.
+/// IPv6 spellings of an IPv4 address, which a host, a router or a translator may take for
+/// that IPv4 address and so for another zone: IPv4-mapped `::ffff:0:0/96`,
+/// IPv4-compatible `::/96`, IPv4-translated `::ffff:0:0:0/96`, NAT64 `64:ff9b::/96`
+/// (RFC 6052) and `64:ff9b:1::/48` (RFC 8215), 6to4 `2002::/16` (RFC 3056) and Teredo
+/// `2001::/32` (RFC 4380).
 #[inline]
 pub(crate) fn embeds_ipv4(a: Ipv6Addr) -> bool {
+    let bits = a.to_bits();
     // The upper 96 bits: 0 (compatible), 0xffff (mapped), 0xffff_0000 (translated).
-    matches!(a.to_bits() >> 32, 0 | 0xffff | 0xffff_0000) && !a.is_unspecified() && !a.is_loopback()
+    let in_v6_0 = matches!(bits >> 32, 0 | 0xffff | 0xffff_0000) && !a.is_unspecified() && !a.is_loopback();
+    let nat64 = bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000 || bits >> 80 == 0x0064_ff9b_0001;
+    let s0 = a.segments()[0];
+    let tunnelled = s0 == 0x2002 || (s0 == 0x2001 && a.segments()[1] == 0);
+    in_v6_0 || nat64 || tunnelled
 }
 
 #[inline]
@@ -161,12 +170,23 @@ mod tests {
 
     #[test]
     fn ipv4_inside_ipv6_is_recognised_in_every_spelling() {
-        for a in ["::ffff:198.18.10.5", "::198.18.10.5", "::ffff:0:198.18.10.5", "::ffff:0:0"] {
+        for a in [
+            "::ffff:198.18.10.5",
+            "::198.18.10.5",
+            "::ffff:0:198.18.10.5",
+            "::ffff:0:0",
+            "64:ff9b::c612:a05",
+            "64:ff9b:1:ffff::c612:a05",
+            "2002:c612:a05::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+        ] {
             assert!(embeds_ipv4(a.parse().unwrap()), "{a}");
             assert_eq!(src(a), Scope::Bogon, "{a}");
             assert_eq!(dst(a), Scope::Bogon, "{a}");
         }
-        for a in ["::", "::1", "2001:db8::ffff:c612:a05", "64:ff9b::c612:a05", "1::198.18.10.5"] {
+        for a in
+            ["::", "::1", "2001:db8::ffff:c612:a05", "64:ff9b:2::c612:a05", "1::198.18.10.5", "2001:1::1"]
+        {
             assert!(!embeds_ipv4(a.parse().unwrap()), "{a}");
         }
     }

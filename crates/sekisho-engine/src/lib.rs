@@ -608,7 +608,7 @@ fn judge(cx: &Cx<'_>, frame: &[u8]) -> Verdict {
 
 /// Stages 2–6 for an IP packet.
 fn judge_ip(cx: &Cx<'_>, vlan: u32, ip: &Ip<'_>, len: usize) -> Reason {
-    if link::is_link_traffic(&cx.loaded.policy, cx.port, ip) {
+    if link::is_link_traffic(&cx.loaded.policy, cx.port, cx.ingress.side, ip) {
         return Reason::Link;
     }
     if let Err(r) = ingress::addresses(ip.src, ip.dst) {

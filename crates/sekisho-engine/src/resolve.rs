@@ -3,7 +3,7 @@
 //! open anything; they follow their parent's *current* verdict.
 
 use sekisho_flow::tcp::Segment;
-use sekisho_flow::{FlowKey, FragmentKey, FragmentRecord, Socket};
+use sekisho_flow::{Endpoint, FlowKey, FragmentKey, FragmentRecord, Socket};
 use sekisho_policy::Reason;
 use sekisho_wire::{Icmp, Ip, Quoted, L4};
 
@@ -45,6 +45,10 @@ pub(crate) fn packet<'p>(cx: &Cx<'_>, vlan: u32, ip: &Ip<'p>, len: usize) -> Pac
     let src = Socket { addr: ip.src, port: sport };
     let dst = Socket { addr: ip.dst, port: dport };
     let (key, sender) = FlowKey::new(cx.ingress.port.0, vlan, ip.protocol, src, dst);
+    let key = match ip.l4 {
+        L4::Icmp(i) if i.is_echo_request() || i.is_echo_reply() => echo_key(key, sender, i.is_echo_request()),
+        _ => key,
+    };
     Packet {
         key,
         sender,
@@ -65,7 +69,7 @@ pub(crate) fn packet<'p>(cx: &Cx<'_>, vlan: u32, ip: &Ip<'p>, len: usize) -> Pac
 /// follow the connection.
 pub(crate) fn first_fragment(cx: &Cx<'_>, vlan: u32, ip: &Ip<'_>, p: &Packet<'_>) {
     let Some(frag) = ip.fragment else { return };
-    let key = FragmentKey::new(cx.ingress.port.0, vlan, ip.protocol, ip.src, ip.dst, frag.id);
+    let key = FragmentKey::new(cx.ingress.port.0, vlan, frag.proto, ip.src, ip.dst, frag.id);
     let record =
         FragmentRecord { parent: p.key, sender: p.sender, created: cx.now.mono, origin: cx.origin() };
     cx.engine.fragments.remember(key, record, cx.now.mono);
@@ -75,7 +79,7 @@ pub(crate) fn first_fragment(cx: &Cx<'_>, vlan: u32, ip: &Ip<'_>, p: &Packet<'_>
 /// the reassembly time counted from the first fragment, arriving where the first did.
 pub(crate) fn later_fragment(cx: &Cx<'_>, vlan: u32, ip: &Ip<'_>, data: &[u8]) -> Reason {
     let Some(frag) = ip.fragment else { return Reason::Fragment };
-    let key = FragmentKey::new(cx.ingress.port.0, vlan, ip.protocol, ip.src, ip.dst, frag.id);
+    let key = FragmentKey::new(cx.ingress.port.0, vlan, frag.proto, ip.src, ip.dst, frag.id);
     let Some((parent, sender, origin)) =
         cx.engine.fragments.with(&key, cx.now.mono, |r| (r.parent, r.sender, r.origin))
     else {
@@ -95,23 +99,37 @@ pub(crate) fn later_fragment(cx: &Cx<'_>, vlan: u32, ip: &Ip<'_>, data: &[u8]) -
     reason
 }
 
+/// An echo flow's key tagged with which endpoint asked (the one whose identifier it
+/// carries): with identifier 0 the ports alone cannot tell A's echo to B from B's to A.
+fn echo_key(key: FlowKey, sender: Endpoint, request: bool) -> FlowKey {
+    let requester = if request { sender } else { sender.other() };
+    key.tagged(match requester {
+        Endpoint::Lo => 1,
+        Endpoint::Hi => 2,
+    })
+}
+
 /// The flow key of the connection a quoted packet belonged to on this port, and which of
 /// its endpoints sent it.
-fn quoted_key(cx: &Cx<'_>, vlan: u32, q: &Quoted) -> (FlowKey, sekisho_flow::Endpoint) {
-    FlowKey::new(
+fn quoted_key(cx: &Cx<'_>, vlan: u32, q: &Quoted) -> (FlowKey, Endpoint) {
+    let (key, sender) = FlowKey::new(
         cx.ingress.port.0,
         vlan,
         q.protocol,
         Socket { addr: q.src, port: q.sport },
         Socket { addr: q.dst, port: q.dport },
-    )
+    );
+    match q.echo_request {
+        Some(request) => (echo_key(key, sender, request), sender),
+        None => (key, sender),
+    }
 }
 
 /// An ICMP or ICMPv6 error: it belongs to the connection it quotes and follows that
 /// connection's current verdict. It must travel back to the quoted packet's sender,
 /// arrive on the side the connection's other end sends from, and come from that other
 /// end itself or from one of this port's routers; it must be no larger than an error
-/// may be, and a quoted TCP sequence number must be one the sender really sent.
+/// may be, and a quoted TCP segment must show a sequence number the sender really sent.
 pub(crate) fn icmp_error(cx: &Cx<'_>, vlan: u32, ip: &Ip<'_>, icmp: &Icmp) -> Reason {
     let max = if icmp.v6 { MAX_ICMP_ERROR_V6 } else { MAX_ICMP_ERROR_V4 };
     if ip.total_len > max {
@@ -137,7 +155,10 @@ pub(crate) fn icmp_error(cx: &Cx<'_>, vlan: u32, ip: &Ip<'_>, icmp: &Icmp) -> Re
     if ip.src != q.dst && !from_router {
         return Reason::IcmpThirdParty;
     }
-    if let (Some(t), Some(seq), IPPROTO_TCP) = (entry.tcp(), q.tcp_seq, q.protocol) {
+    if let (Some(t), IPPROTO_TCP) = (entry.tcp(), q.protocol) {
+        // RFC 792 and RFC 4443 quote at least 8 bytes of the transport header: an error
+        // without the sequence number cannot be checked, and real ones always have it.
+        let Some(seq) = q.tcp_seq else { return Reason::Malformed };
         if !t.quoted_in_window(quoted_from_initiator, seq) {
             return Reason::OutOfWindow;
         }

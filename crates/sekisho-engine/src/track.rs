@@ -79,7 +79,7 @@ pub(crate) fn track(cx: &Cx<'_>, p: &Packet<'_>) -> Reason {
 /// Judges a packet that opens nothing and leaves no state: ICMP messages other than echo
 /// and errors (each one is judged as if it opened a connection from its source).
 pub(crate) fn stateless(cx: &Cx<'_>, p: &Packet<'_>) -> Reason {
-    decide::decide(cx, &p.opening(cx.ingress.side)).0
+    decide::decide(cx, &p.opening(cx.ingress.side)).reason
 }
 
 fn open(cx: &Cx<'_>, flows: &Pinned<'_>, p: &Packet<'_>) -> Reason {
@@ -91,7 +91,8 @@ fn open(cx: &Cx<'_>, flows: &Pinned<'_>, p: &Packet<'_>) -> Reason {
     if matches!(p.kind, Kind::Tcp | Kind::Answers) {
         return Reason::NoFlow;
     }
-    let (reason, app) = decide::decide(cx, &p.opening(cx.ingress.side));
+    let decided = decide::decide(cx, &p.opening(cx.ingress.side));
+    let reason = decided.reason;
     if !reason.allowed() && !cx.monitor {
         return reason;
     }
@@ -104,13 +105,14 @@ fn open(cx: &Cx<'_>, flows: &Pinned<'_>, p: &Packet<'_>) -> Reason {
             protocol: p.protocol,
             initiator: p.sender,
             origin: cx.origin(),
+            share: decided.share,
             class: tunnel_class(p.tunnel),
             decision: decide::cached(cx, reason),
             syn: p.seg.as_ref(),
         },
     );
     entry.set_inspect_state(if reason.allowed() {
-        inspect::word::pending(app)
+        inspect::word::pending(decided.app)
     } else {
         inspect::word::CHECKED
     });
@@ -140,7 +142,7 @@ pub(crate) fn observe(
         Observed::OutOfWindow => false,
         Observed::Accepted { now_evictable, now_established } => {
             if now_evictable {
-                flows.offer_for_eviction(p.key, entry.origin());
+                flows.offer_for_eviction(p.key, entry);
             }
             if now_established {
                 let side = Side::of_origin(entry.origin());
@@ -170,7 +172,7 @@ fn existing(
     if p.kind == Kind::Syn && !from_initiator {
         // The responder asks to open the reverse direction: that needs its own permission
         // (a path leg never grants it), and even then this flow's tracking refuses it.
-        let (r, _) = decide::decide(cx, &p.opening(cx.ingress.side));
+        let r = decide::decide(cx, &p.opening(cx.ingress.side)).reason;
         if !r.allowed() {
             return r;
         }
@@ -182,7 +184,7 @@ fn existing(
         let responder = p.key.socket(entry.initiator().other());
         let o =
             Opening { initiator, responder, protocol: p.protocol, tunnel: p.tunnel, side: initiator_side };
-        let (r, _) = decide::decide(cx, &o);
+        let r = decide::decide(cx, &o).reason;
         if !r.allowed() {
             reason = r;
         }

@@ -20,7 +20,7 @@ fn main() {
         return;
     }
     let before = resident_bytes();
-    // Eight origins (four ports), as in the lab; every flow charged to one of them.
+    // Eight origins (four ports), as in the lab; flows spread evenly over their shares.
     let t = FlowTable::new(FLOWS, 8, Timeouts::default());
     let p = t.pin();
     for n in 0..FLOWS as u32 {
@@ -38,6 +38,7 @@ fn main() {
             protocol: 6,
             initiator: sender,
             origin: (n % 8) as u16,
+            share: (n / 8 % 8) as u8,
             class: 0,
             decision,
             syn: Some(&syn),

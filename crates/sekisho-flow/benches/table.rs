@@ -22,8 +22,15 @@ fn filled() -> (FlowTable, Vec<FlowKey>) {
         let p = t.pin();
         for k in &keys {
             let decision = CachedDecision { verdict: 1, generation: 1 };
-            let f =
-                NewFlow { protocol: 17, initiator: Endpoint::Lo, origin: 0, class: 0, decision, syn: None };
+            let f = NewFlow {
+                protocol: 17,
+                initiator: Endpoint::Lo,
+                origin: 0,
+                share: 0,
+                class: 0,
+                decision,
+                syn: None,
+            };
             p.insert(*k, FlowEntry::new(0, f), 0).expect("room");
         }
     }

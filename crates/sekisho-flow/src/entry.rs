@@ -4,10 +4,20 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use crate::key::Endpoint;
-use crate::map::Slot;
+use crate::map::{Eviction, Slot};
 use crate::tcp::{Segment, Step, Tracker};
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// How many shares each origin's flows are split into (by [`NewFlow::share`]): the table
+/// has `origins × SHARES` buckets.
+pub const SHARES: usize = 8;
+
+/// A flow that carried at most this many packets in all (a handshake and one more)…
+const QUIET_PACKETS: u64 = 4;
+/// …and has been idle this long may be evicted whatever its state: a completed handshake
+/// costs a sender nothing, so it must not hold room for an hour.
+const QUIET_IDLE: u64 = 10 * NANOS_PER_SEC;
 
 /// Idle timeouts per protocol and TCP state, in nanoseconds of the monotonic clock (the
 /// `[flow]` section).
@@ -155,9 +165,12 @@ pub struct NewFlow<'s> {
     pub protocol: u8,
     /// The endpoint that opened the flow.
     pub initiator: Endpoint,
-    /// Where the initiator's packets arrive — the engine uses `2 × port + side` — and the
-    /// table bucket the flow is charged to.
+    /// Where the initiator's packets arrive: the engine uses `2 × port + side`.
     pub origin: u16,
+    /// Which share of its origin the flow is charged to (below [`SHARES`]; the engine
+    /// uses the initiator's zone kind), so that initiators of one kind cannot fill the
+    /// room of another arriving at the same place.
+    pub share: u8,
     /// An immutable byte the engine classifies the flow by (the tunnel it carries).
     pub class: u8,
     /// The first decision.
@@ -172,6 +185,7 @@ pub struct FlowEntry {
     initiator: Endpoint,
     protocol: u8,
     class: u8,
+    share: u8,
     origin: u16,
     state: AtomicU8,
     inspect: AtomicU8,
@@ -180,7 +194,8 @@ pub struct FlowEntry {
     last_seen: AtomicU64,
     packets: AtomicU64,
     bytes: AtomicU64,
-    tcp: Option<Tracker>,
+    /// TCP flows only (the tracker is kept inline for every flow: 96 bytes an entry).
+    tcp: Tracker,
 }
 
 /// Counters and state of a flow, read out for listings and reports.
@@ -214,6 +229,7 @@ impl FlowEntry {
             initiator: f.initiator,
             protocol: f.protocol,
             class: f.class,
+            share: f.share % SHARES as u8,
             origin: f.origin,
             state: AtomicU8::new(if tcp { FlowState::SynSent } else { FlowState::Unreplied } as u8),
             inspect: AtomicU8::new(0),
@@ -222,7 +238,7 @@ impl FlowEntry {
             last_seen: AtomicU64::new(now),
             packets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
-            tcp: tcp.then(|| Tracker::new(&f.syn.copied().unwrap_or_default())),
+            tcp: if tcp { Tracker::new(&f.syn.copied().unwrap_or_default()) } else { Tracker::default() },
         }
     }
 
@@ -242,6 +258,12 @@ impl FlowEntry {
     #[inline]
     pub fn origin(&self) -> u16 {
         self.origin
+    }
+
+    /// The table bucket the flow is charged to: its origin's share.
+    #[inline]
+    pub fn bucket(&self) -> usize {
+        usize::from(self.origin) * SHARES + usize::from(self.share)
     }
 
     /// The current lifecycle state.
@@ -283,7 +305,7 @@ impl FlowEntry {
 
     /// The TCP sequence tracker (TCP flows only).
     pub fn tcp(&self) -> Option<&Tracker> {
-        self.tcp.as_ref()
+        (self.protocol == IPPROTO_TCP).then_some(&self.tcp)
     }
 
     /// Accounts one packet of `len` bytes at `now`, sent by the initiator
@@ -293,7 +315,7 @@ impl FlowEntry {
     #[inline]
     pub fn observe(&self, now: u64, from_initiator: bool, len: usize, seg: Option<&Segment>) -> Observed {
         let current = self.state();
-        let next = match (&self.tcp, seg) {
+        let next = match (self.tcp(), seg) {
             (Some(t), Some(seg)) => match t.step(current, from_initiator, seg) {
                 Step::Accept(next) => next,
                 Step::OutOfWindow => return Observed::OutOfWindow,
@@ -356,15 +378,26 @@ impl Slot for FlowEntry {
     type Ctx = Timeouts;
 
     fn bucket(&self) -> usize {
-        usize::from(self.origin)
+        FlowEntry::bucket(self)
     }
 
     fn is_expired(&self, now: u64, t: &Timeouts) -> bool {
         FlowEntry::is_expired(self, now, t)
     }
 
-    fn is_evictable(&self, _now: u64, _: &Timeouts) -> bool {
-        self.state().is_evictable()
+    fn eviction(&self, now: u64, _: &Timeouts) -> Eviction {
+        if self.state().is_evictable() {
+            return Eviction::Now;
+        }
+        if self.packets.load(Relaxed) > QUIET_PACKETS {
+            return Eviction::Never;
+        }
+        let idle = now.saturating_sub(self.last_seen.load(Relaxed));
+        if idle >= QUIET_IDLE {
+            Eviction::Now
+        } else {
+            Eviction::Later
+        }
     }
 }
 
@@ -390,7 +423,7 @@ mod tests {
     }
 
     fn flow(now: u64, protocol: u8, initiator: Endpoint, origin: u16, syn: Option<&Segment>) -> FlowEntry {
-        FlowEntry::new(now, NewFlow { protocol, initiator, origin, class: 0, decision: D, syn })
+        FlowEntry::new(now, NewFlow { protocol, initiator, origin, share: 0, class: 0, decision: D, syn })
     }
 
     fn tcp_flow(now: u64) -> FlowEntry {
@@ -448,7 +481,41 @@ mod tests {
         assert_eq!(e.state(), FlowState::Unreplied);
         e.observe(2, false, 100, None);
         assert_eq!(e.state(), FlowState::Replied);
-        assert_eq!(Slot::bucket(&e), 3);
+        assert_eq!(Slot::bucket(&e), 3 * SHARES);
+    }
+
+    #[test]
+    fn an_entry_is_96_bytes() {
+        assert_eq!(std::mem::size_of::<Tracker>(), 48);
+        assert_eq!(std::mem::size_of::<FlowEntry>(), 96);
+    }
+
+    #[test]
+    fn a_quiet_established_flow_becomes_evictable() {
+        let t = Timeouts::default();
+        let s = NANOS_PER_SEC;
+        let e = tcp_flow(0);
+        assert_eq!(e.eviction(0, &t), Eviction::Now, "a SYN alone");
+        establish(&e, 0);
+        assert_eq!(e.eviction(9 * s, &t), Eviction::Later, "a handshake, idle 9 s");
+        assert_eq!(e.eviction(10 * s, &t), Eviction::Now, "a handshake, idle 10 s");
+        for n in 0..3 {
+            e.observe(n, true, 52, Some(&seg(ACK, 101, 501)));
+        }
+        assert_eq!(e.eviction(100 * s, &t), Eviction::Never, "a flow that carried something");
+        let shared = FlowEntry::new(
+            0,
+            NewFlow {
+                protocol: 17,
+                initiator: Endpoint::Lo,
+                origin: 3,
+                share: 5,
+                class: 0,
+                decision: D,
+                syn: None,
+            },
+        );
+        assert_eq!(shared.bucket(), 3 * SHARES + 5);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use crate::key::{Endpoint, FlowKey, Socket};
-use crate::map::{BoundedMap, MapStats, Slot};
+use crate::map::{BoundedMap, Eviction, MapStats, Slot};
 
 /// One fragmented datagram, as its first fragment travelled: port, VLAN tags, protocol,
 /// source → destination (directional) and identification.
@@ -55,8 +55,8 @@ impl Slot for FragmentRecord {
         now.saturating_sub(self.created) > *lifetime
     }
 
-    fn is_evictable(&self, _: u64, _: &u64) -> bool {
-        true
+    fn eviction(&self, _: u64, _: &u64) -> Eviction {
+        Eviction::Now
     }
 }
 

@@ -20,6 +20,7 @@ pub struct FlowKey {
     port: u16,
     protocol: u8,
     v6: bool,
+    tag: u8,
 }
 
 impl Hash for FlowKey {
@@ -39,7 +40,8 @@ impl Hash for FlowKey {
                 | u64::from(self.hi_port) << 16
                 | u64::from(self.port) << 32
                 | u64::from(self.protocol) << 48
-                | u64::from(self.v6) << 56,
+                | u64::from(self.v6) << 56
+                | u64::from(self.tag) << 57,
         );
         state.write_u32(self.vlan);
     }
@@ -90,9 +92,25 @@ impl FlowKey {
         let d = (bits(dst.addr), dst.port);
         let (lo, hi, sender) = if s <= d { (s, d, Endpoint::Lo) } else { (d, s, Endpoint::Hi) };
         let v6 = src.addr.is_ipv6();
-        let key =
-            FlowKey { lo_addr: lo.0, hi_addr: hi.0, vlan, lo_port: lo.1, hi_port: hi.1, port, protocol, v6 };
+        let key = FlowKey {
+            lo_addr: lo.0,
+            hi_addr: hi.0,
+            vlan,
+            lo_port: lo.1,
+            hi_port: hi.1,
+            port,
+            protocol,
+            v6,
+            tag: 0,
+        };
         (key, sender)
+    }
+
+    /// The key with a caller's tag (0–127) that keeps apart flows the addresses and ports
+    /// alone cannot: the engine tags an ICMP echo flow with which endpoint asked.
+    #[inline]
+    pub fn tagged(self, tag: u8) -> FlowKey {
+        FlowKey { tag: tag & 0x7f, ..self }
     }
 
     /// The endpoint `which`.
@@ -185,6 +203,14 @@ mod tests {
         assert_eq!(v4.endpoint_of(sock("198.18.10.1", 2)), Some(Endpoint::Lo));
         assert_eq!(v4.endpoint_of(sock("::198.18.10.1", 2)), None);
         assert_eq!(v4.endpoint_of(sock("198.18.10.1", 3)), None);
+    }
+
+    #[test]
+    fn a_tag_separates_keys() {
+        let k = FlowKey::new(0, 0, 1, sock("198.18.50.1", 0), sock("198.18.40.7", 0)).0;
+        assert_ne!(k, k.tagged(1));
+        assert_ne!(k.tagged(1), k.tagged(2));
+        assert_eq!(k.tagged(1), k.tagged(1));
     }
 
     #[test]

@@ -20,7 +20,9 @@ pub mod map;
 mod table;
 pub mod tcp;
 
-pub use entry::{tcp_flags, CachedDecision, FlowEntry, FlowSnapshot, FlowState, NewFlow, Observed, Timeouts};
+pub use entry::{
+    tcp_flags, CachedDecision, FlowEntry, FlowSnapshot, FlowState, NewFlow, Observed, Timeouts, SHARES,
+};
 pub use fragments::{FragmentKey, FragmentRecord, FragmentTable};
 pub use key::{Endpoint, FlowKey, Socket};
 pub use table::{FlowTable, Pinned, TableFull, TableStats};

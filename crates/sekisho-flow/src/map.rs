@@ -13,9 +13,10 @@
 //! - **Eviction**: each bucket keeps a bounded ring of candidate keys (the caller pushes a
 //!   key when its value becomes evictable: new and unanswered, closing, closed). When a
 //!   bucket is out of room, an insertion pops candidates — first of its own bucket, then
-//!   of the bucket furthest over its guarantee — and removes those whose value still says
-//!   [`Slot::is_evictable`]. Values that are not evictable (established connections) are
-//!   never removed to make room.
+//!   of the bucket furthest over its guarantee — and removes those whose value says
+//!   [`Eviction::Now`]; a value that may become evictable later ([`Eviction::Later`])
+//!   goes back into the ring. Values that say [`Eviction::Never`] (connections in use)
+//!   are never removed to make room.
 //!
 //! Races between threads can let the shares overshoot by at most one entry per
 //! concurrently inserting thread; the hard capacity never overshoots.
@@ -29,7 +30,7 @@ use papaya::{HashMap, HashMapRef, LocalGuard};
 use crate::hash::KeyedState;
 
 /// How many eviction candidates a bucket remembers, at most.
-const CANDIDATES_MAX: usize = 1 << 14;
+const CANDIDATES_MAX: usize = 1 << 12;
 /// How many candidates one insertion examines per bucket before giving up.
 const EVICTION_TRIES: usize = 8;
 
@@ -45,8 +46,20 @@ pub trait Slot: Send + Sync + 'static {
     /// and remove it.
     fn is_expired(&self, now: u64, ctx: &Self::Ctx) -> bool;
 
-    /// True when the value may be removed to make room for another.
-    fn is_evictable(&self, now: u64, ctx: &Self::Ctx) -> bool;
+    /// Whether the value may be removed to make room for another at `now`.
+    fn eviction(&self, now: u64, ctx: &Self::Ctx) -> Eviction;
+}
+
+/// Whether a value may be removed to make room for another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Eviction {
+    /// Now.
+    Now,
+    /// Not now, but it may become evictable while nothing touches it (its key stays a
+    /// candidate).
+    Later,
+    /// Not unless it changes (its key stops being a candidate).
+    Never,
 }
 
 /// The map was out of room and nothing could be evicted.
@@ -110,7 +123,9 @@ where
     pub fn new(capacity: usize, buckets: usize, ctx: V::Ctx) -> Self {
         let capacity = capacity.max(1);
         let n = buckets.max(1);
-        let ring = capacity.clamp(1, CANDIDATES_MAX);
+        // Rings are allocated up front: a few thousand candidates per bucket keep a flood
+        // evicting its own oldest entries without costing much per flow.
+        let ring = (capacity / (8 * n)).clamp(16, CANDIDATES_MAX);
         BoundedMap {
             map: HashMap::builder().hasher(KeyedState::random()).capacity(capacity).build(),
             capacity,
@@ -244,9 +259,14 @@ where
         let ring = &self.bucket(victim).candidates;
         for _ in 0..EVICTION_TRIES {
             let Some(key) = ring.pop() else { return false };
-            if self.remove_if(map, &key, |v| v.is_evictable(now, &self.ctx) || v.is_expired(now, &self.ctx)) {
+            let ctx = &self.ctx;
+            let removable = |v: &V| v.is_expired(now, ctx) || v.eviction(now, ctx) == Eviction::Now;
+            if self.remove_if(map, &key, removable) {
                 self.evicted.fetch_add(1, Relaxed);
                 return true;
+            }
+            if map.get(&key).is_some_and(|v| v.eviction(now, ctx) == Eviction::Later) {
+                let _ = ring.force_push(key);
             }
         }
         false
@@ -343,10 +363,12 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
 
-    /// A value with a bucket, an "evictable" flag and an expiry time.
+    /// A value with a bucket, an "evictable" flag and an expiry time; with `later`, a value
+    /// that is not evictable says [`Eviction::Later`].
     struct V {
         bucket: usize,
         evictable: AtomicBool,
+        later: bool,
         expires: u64,
     }
 
@@ -358,13 +380,17 @@ mod tests {
         fn is_expired(&self, now: u64, _: &()) -> bool {
             now > self.expires
         }
-        fn is_evictable(&self, _: u64, _: &()) -> bool {
-            self.evictable.load(Relaxed)
+        fn eviction(&self, _: u64, _: &()) -> Eviction {
+            match (self.evictable.load(Relaxed), self.later) {
+                (true, _) => Eviction::Now,
+                (false, true) => Eviction::Later,
+                (false, false) => Eviction::Never,
+            }
         }
     }
 
     fn v(bucket: usize, evictable: bool) -> V {
-        V { bucket, evictable: AtomicBool::new(evictable), expires: u64::MAX }
+        V { bucket, evictable: AtomicBool::new(evictable), later: false, expires: u64::MAX }
     }
 
     #[test]
@@ -387,7 +413,7 @@ mod tests {
         for k in 0..3 {
             p.insert(
                 k,
-                V { bucket: 0, evictable: AtomicBool::new(false), expires: 10 * u64::from(k) },
+                V { bucket: 0, evictable: AtomicBool::new(false), later: false, expires: 10 * u64::from(k) },
                 0,
                 false,
             )
@@ -455,6 +481,25 @@ mod tests {
         p.insert(102, v(1, false), 0, false).unwrap();
         assert_eq!((m.bucket_entries(0), m.bucket_entries(1)), (5, 3));
         assert_eq!(m.stats().evicted, 1);
+    }
+
+    #[test]
+    fn a_candidate_that_may_become_evictable_stays_one() {
+        let m: BoundedMap<u32, V> = BoundedMap::new(2, 1, ());
+        let p = m.pin();
+        for k in 0..2 {
+            p.insert(
+                k,
+                V { bucket: 0, evictable: AtomicBool::new(false), later: true, expires: u64::MAX },
+                0,
+                true,
+            )
+            .unwrap();
+        }
+        assert!(p.insert(9, v(0, false), 0, false).is_err(), "nothing is evictable yet");
+        p.get(&1, 0).unwrap().evictable.store(true, Relaxed);
+        p.insert(9, v(0, false), 0, false).expect("the candidate kept in the ring makes room");
+        assert!(p.get(&1, 0).is_none() && p.get(&0, 0).is_some());
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The connection table: the generic [`BoundedMap`](crate::map::BoundedMap) keyed by
 //! [`FlowKey`] with [`FlowEntry`] values, charged per origin (port and side on which a
-//! flow's initiator arrives).
+//! flow's initiator arrives) and share (the initiator's zone kind, for the engine).
 
-use crate::entry::{FlowEntry, Timeouts};
+use crate::entry::{FlowEntry, Timeouts, SHARES};
 use crate::key::FlowKey;
 use crate::map::{BoundedMap, Full, MapStats, Pinned as MapPinned};
 
@@ -24,9 +24,9 @@ pub struct Pinned<'t> {
 
 impl FlowTable {
     /// A table for at most `capacity` flows whose origins are numbered below `origins`
-    /// (each origin is guaranteed `capacity / (2 × origins)` of them).
+    /// (each share of an origin is guaranteed `capacity / (2 × origins × SHARES)` of them).
     pub fn new(capacity: usize, origins: usize, timeouts: Timeouts) -> Self {
-        FlowTable { map: BoundedMap::new(capacity, origins, timeouts) }
+        FlowTable { map: BoundedMap::new(capacity, origins.max(1) * SHARES, timeouts) }
     }
 
     /// Pins the table for this thread.
@@ -54,9 +54,11 @@ impl FlowTable {
         self.map.stats()
     }
 
-    /// Flows charged to `origin` now, and how many of its new flows were refused.
+    /// Flows charged to `origin` now, and how many of its new flows were refused (all
+    /// shares together).
     pub fn origin_stats(&self, origin: usize) -> (usize, u64) {
-        (self.map.bucket_entries(origin), self.map.bucket_refused(origin))
+        let buckets = origin * SHARES..(origin + 1) * SHARES;
+        buckets.fold((0, 0), |(n, r), b| (n + self.map.bucket_entries(b), r + self.map.bucket_refused(b)))
     }
 }
 
@@ -67,16 +69,16 @@ impl Pinned<'_> {
         self.map.get(key, now)
     }
 
-    /// Inserts a new flow (an eviction candidate of its origin while it is evictable).
+    /// Inserts a new flow (an eviction candidate of its bucket while it is evictable).
     /// If another thread inserted the same key first, its entry is returned instead.
     pub fn insert(&self, key: FlowKey, entry: FlowEntry, now: u64) -> Result<&FlowEntry, TableFull> {
         let candidate = entry.state().is_evictable();
         self.map.insert(key, entry, now, candidate)
     }
 
-    /// Offers the flow `key` of `origin` for eviction (it just became closing or closed).
-    pub fn offer_for_eviction(&self, key: FlowKey, origin: u16) {
-        self.map.candidate(key, usize::from(origin));
+    /// Offers the flow `key` for eviction (it just became closing or closed).
+    pub fn offer_for_eviction(&self, key: FlowKey, entry: &FlowEntry) {
+        self.map.candidate(key, entry.bucket());
     }
 
     /// Removes the flow for `key`, if any.

@@ -12,6 +12,8 @@
 //!   send (its acknowledgement plus its window);
 //! - `maxwin`: the largest window this end has announced (scaled);
 //! - `acked`: the highest acknowledgement number this end has sent;
+//! - `isn`: the initial sequence number of its SYN (a retransmitted SYN or SYN+ACK must
+//!   repeat it exactly);
 //! - the window-scale shift this end announced in its SYN.
 //!
 //! A segment from S to O passes when (sequence numbers compared modulo 2^32):
@@ -87,11 +89,23 @@ struct Dir {
     maxend: AtomicU32,
     maxwin: AtomicU32,
     acked: AtomicU32,
+    isn: AtomicU32,
     /// Bit 0..4: the announced shift; bit 7: announced at all.
     scale: AtomicU8,
+    /// Connection-wide bits, kept in the initiator's direction only (it fits in the
+    /// padding: a tracker is 48 bytes): [`FIN_INITIATOR`], [`FIN_RESPONDER`], [`SCALED`].
+    flags: AtomicU8,
 }
 
 const SCALE_SEEN: u8 = 0x80;
+/// The initiator has sent FIN.
+const FIN_INITIATOR: u8 = 1;
+/// The responder has sent FIN.
+const FIN_RESPONDER: u8 = 2;
+/// Both SYNs carried the window-scale option.
+const SCALED: u8 = 4;
+/// The largest window-scale shift (RFC 7323).
+const MAX_SHIFT: u8 = 14;
 
 impl Dir {
     /// Raises `field` to `v` when `v` is later in sequence space.
@@ -108,7 +122,8 @@ impl Dir {
         self.maxend.store(end, Relaxed);
         self.maxwin.store(u32::from(seg.window).max(1), Relaxed);
         self.acked.store(if seg.has(ACK) { seg.ack } else { 0 }, Relaxed);
-        self.scale.store(seg.wscale.map_or(0, |s| SCALE_SEEN | s), Relaxed);
+        self.isn.store(seg.seq, Relaxed);
+        self.scale.store(seg.wscale.map_or(0, |s| SCALE_SEEN | s.min(MAX_SHIFT)), Relaxed);
     }
 }
 
@@ -116,10 +131,6 @@ impl Dir {
 #[derive(Debug, Default)]
 pub struct Tracker {
     dirs: [Dir; 2],
-    /// Bit 0: the initiator has sent FIN; bit 1: the responder has.
-    fins: AtomicU8,
-    /// 1 once both SYNs carried the window-scale option.
-    scaled: AtomicU8,
 }
 
 impl Tracker {
@@ -183,10 +194,14 @@ impl Tracker {
 
     fn fin_bit(from_initiator: bool) -> u8 {
         if from_initiator {
-            1
+            FIN_INITIATOR
         } else {
-            2
+            FIN_RESPONDER
         }
+    }
+
+    fn flags(&self) -> &AtomicU8 {
+        &self.dirs[0].flags
     }
 
     /// Judges `seg`, sent by the initiator (`from_initiator`) or the responder, against
@@ -226,24 +241,31 @@ impl Tracker {
                 // the SYN+ACK's sequence number plus one, later in sequence space than this.
                 o.acked.store(seg.seq, Relaxed);
                 let both = o.scale.load(Relaxed) & SCALE_SEEN != 0 && seg.wscale.is_some();
-                self.scaled.store(u8::from(both), Relaxed);
+                if both {
+                    self.flags().fetch_or(SCALED, Relaxed);
+                } else {
+                    self.flags().fetch_and(!SCALED, Relaxed);
+                }
                 // The initiator may now send up to the SYN+ACK's (never scaled) window.
                 Dir::raise(&o.maxend, seg.ack.wrapping_add(u32::from(seg.window).max(1)));
                 Step::Accept(FlowState::SynReceived)
             }
+            // A retransmitted SYN: the same sequence number, nothing else.
             FlowState::SynReceived if syn && from_initiator => {
-                // A retransmitted SYN: the same sequence number only.
-                let first = s.end.load(Relaxed).wrapping_sub(1);
-                if seg.seq == first && !ack {
+                if seg.seq == s.isn.load(Relaxed) && !ack && seg.len == 0 {
                     Step::Accept(state)
                 } else {
                     Step::OutOfWindow
                 }
             }
             // A retransmitted SYN+ACK (the handshake's last ACK was lost beyond the gate):
-            // it must repeat sequence space already sent and acknowledge the SYN.
+            // exactly the first one's sequence and acknowledgement numbers, and no data.
+            // Anything looser lets a blind sender inject data with a few guesses.
             _ if syn && !from_initiator && ack => {
-                let retransmit = before(seg.seq, s.end.load(Relaxed)) && !after(seg.ack, o.end.load(Relaxed));
+                let retransmit = seg.seq == s.isn.load(Relaxed)
+                    && seg.ack == o.isn.load(Relaxed).wrapping_add(1)
+                    && seg.len == 0
+                    && !seg.has(RST | FIN);
                 if retransmit && !matches!(state, FlowState::Closed) {
                     Step::Accept(state)
                 } else {
@@ -261,7 +283,7 @@ impl Tracker {
 
     fn in_window(&self, state: FlowState, from_initiator: bool, seg: &Segment) -> Step {
         let (s, o) = self.pair(from_initiator);
-        let scaled = self.scaled.load(Relaxed) != 0;
+        let scaled = self.flags().load(Relaxed) & SCALED != 0;
         let shift = if scaled { u32::from(s.scale.load(Relaxed) & 0x0f) } else { 0 };
         let win = u32::from(seg.window) << shift;
         let o_end = o.end.load(Relaxed);
@@ -298,9 +320,10 @@ impl Tracker {
             other => other,
         };
         if seg.has(FIN) {
-            let bits =
-                self.fins.fetch_or(Self::fin_bit(from_initiator), Relaxed) | Self::fin_bit(from_initiator);
-            return Step::Accept(if bits == 3 { FlowState::Closed } else { FlowState::Closing });
+            let bit = Self::fin_bit(from_initiator);
+            let fins = (self.flags().fetch_or(bit, Relaxed) | bit) & (FIN_INITIATOR | FIN_RESPONDER);
+            let both = fins == FIN_INITIATOR | FIN_RESPONDER;
+            return Step::Accept(if both { FlowState::Closed } else { FlowState::Closing });
         }
         Step::Accept(next)
     }

@@ -289,8 +289,12 @@ pub fn run(prefix: &str, config: &Path, sekishod: &Path) -> anyhow::Result<bool>
         }
     }
     println!("== sekisho lab demo: building the lab ({prefix}*)");
-    let lab =
-        Lab::up(&UpOptions { prefix: prefix.to_string(), sekishod: sekishod.to_path_buf(), services: true })?;
+    let lab = Lab::up(&UpOptions {
+        prefix: prefix.to_string(),
+        sekishod: sekishod.to_path_buf(),
+        services: true,
+        offloads_off: false,
+    })?;
     print!("{}", lab.describe());
     let config = resolve_config(config, sekishod, &lab)?;
     println!("== starting `sekishod run -c {}` in {}", config.display(), lab.ns(Ns::Gateway));

@@ -9,9 +9,11 @@
 //!
 //! The gateway namespace holds the eight port interfaces named as in `configs/lab.toml`,
 //! with no addresses, IPv4 forwarding off and IPv6 disabled: without `sekishod run`
-//! nothing crosses. Offloads are set as DESIGN.md section 4 says: transmit checksum
-//! offload off on every host-side and router-side veth (else AF_PACKET sees partial
-//! checksums), GRO/LRO off on the gateway's interfaces.
+//! nothing crosses. Offloads stay as the kernel sets them (transmit checksum offload and
+//! TSO on for veth), as virtual machines and containers behind a gateway have them: the
+//! gateway then sees frames with checksums left to offload and GSO super-frames, which
+//! the data plane forwards with their virtio-net headers. `offloads_off` switches the
+//! hosts' and router's transmit offloads off instead.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -169,6 +171,11 @@ pub struct UpOptions {
     pub sekishod: PathBuf,
     /// Whether to start the lab services.
     pub services: bool,
+    /// Switch the hosts' and the router's transmit offloads off (checksum, TSO). By
+    /// default they stay as the kernel sets them (on, for veth), as virtual machines and
+    /// containers behind a gateway have them: frames then reach the gateway with checksums
+    /// left to offload and as GSO super-frames.
+    pub offloads_off: bool,
 }
 
 /// A service the lab started.
@@ -308,7 +315,7 @@ impl Lab {
             services: Vec::new(),
             attached: true,
         };
-        lab.build().context("building the lab topology")?;
+        lab.build(options.offloads_off).context("building the lab topology")?;
         std::fs::write(lab.state.join("send_frame.py"), SEND_FRAME_PY)?;
         if options.services {
             lab.start_services().context("starting the lab services")?;
@@ -385,7 +392,7 @@ impl Lab {
         self.must(ns, &args).map(drop)
     }
 
-    fn build(&mut self) -> anyhow::Result<()> {
+    fn build(&mut self, offloads_off: bool) -> anyhow::Result<()> {
         for ns in Ns::ALL {
             let name = self.ns(ns);
             cmd::run(Command::new("ip").args(["netns", "add", &name]), None, Duration::from_secs(10))?
@@ -444,18 +451,12 @@ impl Lab {
 
             for dev in [&inside, &outside] {
                 self.sysctl(Ns::Gateway, &[&format!("net.ipv6.conf.{dev}.disable_ipv6=1")])?;
-                self.must(Ns::Gateway, &["ethtool", "-K", dev, "gro", "off"])?;
-                // LRO is "off [fixed]" on veth; on real NICs it may be on.
-                let _ = self.exec(
-                    Ns::Gateway,
-                    &["ethtool", "-K", dev, "lro", "off"],
-                    None,
-                    Duration::from_secs(10),
-                );
                 self.ip(Ns::Gateway, &["link", "set", dev, "up"])?;
             }
-            self.must(seg.ns, &["ethtool", "-K", "eth0", "tx", "off"])?;
-            self.must(Ns::Core, &["ethtool", "-K", &router, "tx", "off"])?;
+            if offloads_off {
+                self.must(seg.ns, &["ethtool", "-K", "eth0", "tx", "off"])?;
+                self.must(Ns::Core, &["ethtool", "-K", &router, "tx", "off"])?;
+            }
             self.sysctl(seg.ns, &["net.ipv6.conf.eth0.accept_dad=0"])?;
             self.sysctl(Ns::Core, &[&format!("net.ipv6.conf.{router}.accept_dad=0")])?;
             for a in seg.router {

@@ -60,6 +60,11 @@ enum Command {
         /// Build the topology only; start no services.
         #[arg(long)]
         no_services: bool,
+        /// Switch the hosts' and the router's transmit offloads off (checksum, TSO), as
+        /// older data planes needed; by default they stay as the kernel sets them, as
+        /// virtual machines and containers behind a gateway have them.
+        #[arg(long)]
+        offloads_off: bool,
     },
     /// Stop the lab's services and delete its namespaces.
     Down {
@@ -131,11 +136,12 @@ fn ready(file: Option<PathBuf>) -> impl FnOnce() -> anyhow::Result<()> {
 /// check said no (the demo saw an unexpected outcome).
 pub fn run(args: Args, sekishod: &Path) -> anyhow::Result<bool> {
     match args.command {
-        Command::Up { prefix, no_services } => {
+        Command::Up { prefix, no_services, offloads_off } => {
             let lab = Lab::up(&UpOptions {
                 prefix: prefix.clone(),
                 sekishod: sekishod.to_path_buf(),
                 services: !no_services,
+                offloads_off,
             })?;
             print!("{}", lab.describe());
             println!(

@@ -53,6 +53,8 @@ codes! {
         UnknownValue = "E-VALUE-UNKNOWN",
         /// `[daemon] control_socket` is not a usable socket path.
         ControlSocket = "E-DAEMON-SOCKET",
+        /// `[daemon] workers` out of range.
+        Workers = "E-DAEMON-WORKERS",
         /// A `[flow]` number out of range.
         FlowRange = "E-FLOW-RANGE",
         /// An `[inspect]` number out of range.

@@ -47,9 +47,9 @@ pub use crate::load::{
     MAX_INSPECT_DEPTH, MIN_INSPECT_DEPTH,
 };
 pub use crate::model::{
-    App, Connection, Endpoint, Exception, ExceptionId, FlowSettings, InspectSettings, Leg, Method, Mode,
+    App, Connection, Endpoint, Exception, ExceptionId, FlowSettings, InspectSettings, Io, Leg, Method, Mode,
     MonitorSettings, Path, PathId, Port, PortId, PortRange, PortSide, Proto, Rule, RuleId, Service,
-    ServiceId, SniPattern, Zone, ZoneId, ZoneKind,
+    ServiceId, SniPattern, Zone, ZoneId, ZoneKind, MAX_WORKERS,
 };
 pub use crate::reason::{Decision, Reason, ReasonName};
 pub use crate::time::Timestamp;
@@ -62,6 +62,8 @@ pub const EXPIRY_NOTICE: Timestamp = Timestamp::from_secs(30 * 86_400);
 pub struct Policy {
     mode: Mode,
     control_socket: String,
+    io: Io,
+    workers: u16,
     flow: FlowSettings,
     inspect: InspectSettings,
     monitor: MonitorSettings,
@@ -85,6 +87,16 @@ impl Policy {
     /// Enforce or monitor (`[daemon] mode`, default enforce).
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// The data-plane backend (`[daemon] io`, default `afpacket`).
+    pub fn io(&self) -> Io {
+        self.io
+    }
+
+    /// Data-plane worker threads (`[daemon] workers`, default 1).
+    pub fn workers(&self) -> u16 {
+        self.workers
     }
 
     /// The control socket path (`[daemon] control_socket`).

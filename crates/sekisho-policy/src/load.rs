@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 use crate::compile::{touched, Compiled};
 use crate::error::{ConfigError, ConfigErrors, ConfigWarning, ErrorCode, WarningCode};
 use crate::model::{
-    App, Endpoint, Exception, FlowSettings, InspectSettings, Leg, Method, Mode, MonitorSettings, Path, Port,
-    PortRange, Proto, Rule, Service, ServiceId, SniPattern, Zone, ZoneId, ZoneKind,
+    App, Endpoint, Exception, FlowSettings, InspectSettings, Io, Leg, Method, Mode, MonitorSettings, Path,
+    Port, PortRange, Proto, Rule, Service, ServiceId, SniPattern, Zone, ZoneId, ZoneKind, MAX_WORKERS,
 };
 use crate::raw::Flag;
 use crate::raw::{
@@ -24,6 +24,21 @@ use crate::Policy;
 
 /// The default control socket path.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/sekisho/control.sock";
+
+/// The ethertypes `[link] allow_ethertypes` may list: protocols that stay on one link and
+/// carry no IP packet.
+pub(crate) const LINK_ETHERTYPES: [(u16, &str); 10] = [
+    (0x88cc, "LLDP"),
+    (0x8809, "LACP and other slow protocols"),
+    (0x888e, "EAPOL (802.1X)"),
+    (0x88f7, "PTP"),
+    (0x8902, "CFM (802.1ag)"),
+    (0x88e3, "MRP"),
+    (0x8808, "MAC control (pause frames)"),
+    (0x22ea, "MSRP"),
+    (0x88f5, "MVRP"),
+    (0x88f6, "MMRP"),
+];
 
 /// Largest accepted `[flow] capacity`.
 pub const MAX_FLOW_CAPACITY: usize = 100_000_000;
@@ -147,7 +162,7 @@ impl Loader {
         }
 
         let daemon = self.table_section::<RawDaemon>(&mut root, "daemon");
-        let (mode, control_socket) = self.daemon(daemon);
+        let (mode, control_socket, io, workers) = self.daemon(daemon);
         let flow = self.table_section::<RawFlow>(&mut root, "flow");
         let flow = self.flow(flow);
         let inspect = self.table_section::<RawInspect>(&mut root, "inspect");
@@ -247,6 +262,8 @@ impl Loader {
         Some(Policy {
             mode,
             control_socket,
+            io,
+            workers,
             flow,
             inspect,
             monitor,
@@ -476,12 +493,32 @@ impl Loader {
 
     // ---- [daemon], [flow], [link] --------------------------------------------
 
-    fn daemon(&mut self, raw: Option<RawDaemon>) -> (Mode, String) {
+    fn daemon(&mut self, raw: Option<RawDaemon>) -> (Mode, String, Io, u16) {
         let mut mode = Mode::Enforce;
         let mut socket = DEFAULT_CONTROL_SOCKET.to_owned();
+        let (mut io, mut workers) = (Io::AfPacket, 1);
         let Some(raw) = raw else {
-            return (mode, socket);
+            return (mode, socket, io, workers);
         };
+        if let Some(Text(x)) = raw.io {
+            match parse_choice(&x, &Io::ALL, |x| x.as_str()) {
+                Ok(x) => io = x,
+                Err(e) => self.err(ErrorCode::UnknownValue, "[daemon]", format!("unknown io {e}")),
+            }
+        }
+        if let Some(Int(n)) = raw.workers {
+            match u16::try_from(n) {
+                Ok(n) if (1..=MAX_WORKERS).contains(&n) => workers = n,
+                _ => self.err(
+                    ErrorCode::Workers,
+                    "[daemon]",
+                    format!(
+                        "workers = {n} is out of range; give 1 to {MAX_WORKERS} data-plane threads \
+                         (at most one per core serves best)"
+                    ),
+                ),
+            }
+        }
         if let Some(Text(m)) = raw.mode {
             match parse_choice(&m, &Mode::ALL, |x| x.as_str()) {
                 Ok(x) => mode = x,
@@ -502,7 +539,7 @@ impl Loader {
                 socket = s;
             }
         }
-        (mode, socket)
+        (mode, socket, io, workers)
     }
 
     fn flow(&mut self, raw: Option<RawFlow>) -> FlowSettings {
@@ -623,6 +660,7 @@ impl Loader {
         }
     }
 
+    /// `[link] allow_ethertypes`: only link-only protocols, which carry no IP packet.
     fn link(&mut self, raw: Option<RawLink>) -> Vec<u16> {
         let mut out: Vec<u16> = Vec::new();
         let Some(list) = raw.and_then(|r| r.allow_ethertypes) else {
@@ -638,12 +676,18 @@ impl Loader {
                 continue;
             };
             let why = match t {
+                _ if LINK_ETHERTYPES.iter().any(|(e, _)| *e == t) => None,
                 0..=0x05ff => Some("is an 802.3 length, not an ethertype (ethertypes are 0x0600-0xffff)"),
                 0x0800 => Some("is IPv4, which the zone policy judges; remove it"),
                 0x86dd => Some("is IPv6, which the zone policy judges; remove it"),
                 0x0806 => Some("is ARP, which always passes within a port pair; remove it"),
                 0x8100 | 0x88a8 | 0x9100 => Some("is a VLAN tag, which the engine parses through; remove it"),
-                _ => None,
+                _ => Some(
+                    "is not a link-only protocol: frames of other ethertypes (MPLS, PPPoE, MACsec, \
+                     provider bridging, vendor ones) can carry IP past the zone policy. Only these may be \
+                     listed: 0x88cc LLDP, 0x8809 LACP/slow protocols, 0x888e EAPOL, 0x88f7 PTP, 0x8902 \
+                     CFM, 0x88e3 MRP, 0x8808 MAC control, 0x22ea MSRP, 0x88f5 MVRP, 0x88f6 MMRP",
+                ),
             };
             if let Some(why) = why {
                 self.err(ErrorCode::Ethertype, "[link]", format!("allow_ethertypes: {t:#06x} {why}"));
@@ -1697,6 +1741,14 @@ pub(crate) fn parse_network(text: &str, zone_prefix: bool) -> Result<IpNetwork, 
             return Err((ErrorCode::BogonAddress, format!("{text:?} {why}")));
         }
     }
+    if let IpAddr::V6(v6) = addr {
+        if let Some((plen, what)) = translated_range(v6).filter(|(plen, _)| len >= *plen) {
+            return Err((
+                ErrorCode::BogonAddress,
+                format!("{text:?} lies in the {what} range (/{plen}): its addresses name IPv4 hosts, never a host of a zone"),
+            ));
+        }
+    }
     if net.network() != addr {
         let network = IpNetwork::new(net.network(), len).map(|n| n.to_string()).unwrap_or_default();
         let alt = if zone_prefix { String::new() } else { format!(", or \"{addr}\" for the single host") };
@@ -1731,6 +1783,22 @@ fn bare_address_hint(text: &str, addr: IpAddr) -> String {
     }
 }
 
+/// The IPv6 range, if any, whose addresses are spellings of IPv4 addresses for a
+/// translator or tunnel (NAT64, 6to4, Teredo): its prefix length and name.
+fn translated_range(a: std::net::Ipv6Addr) -> Option<(u8, &'static str)> {
+    const RANGES: [(u128, u8, &str); 4] = [
+        (0x0064_ff9b << 96, 96, "NAT64 well-known prefix 64:ff9b::/96"),
+        (0x0064_ff9b_0001 << 80, 48, "NAT64 local-use prefix 64:ff9b:1::/48"),
+        (0x2002 << 112, 16, "6to4 2002::/16"),
+        (0x2001_0000 << 96, 32, "Teredo 2001::/32"),
+    ];
+    let bits = a.to_bits();
+    RANGES
+        .iter()
+        .find(|(net, len, _)| bits >> (128 - u32::from(*len)) == net >> (128 - u32::from(*len)))
+        .map(|(_, len, what)| (*len, *what))
+}
+
 /// Why `addr` can never be a zone's address (IPv4 forms inside IPv6, loopback,
 /// multicast, unspecified), or `None`. The engine refuses such addresses on the wire.
 pub(crate) fn bogon_reason(addr: IpAddr) -> Option<String> {
@@ -1753,7 +1821,9 @@ pub(crate) fn bogon_reason(addr: IpAddr) -> Option<String> {
                     "is a loopback, unspecified or multicast address, never a host of a zone".to_owned(),
                 );
             }
-            None
+            translated_range(a).map(|(_, what)| {
+                format!("is a {what} address: it names an IPv4 host, never a host of a zone")
+            })
         }
         IpAddr::V4(a) => {
             if a.is_loopback() || a.is_unspecified() || a.is_multicast() || a.is_broadcast() {

@@ -69,6 +69,33 @@ impl Mode {
     }
 }
 
+/// How the data plane reads and writes frames (`[daemon] io`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Io {
+    /// Raw AF_PACKET sockets with virtio-net headers (checksum-offloaded and GSO frames
+    /// cross untouched), batched system calls, fan-out over workers. Linux; the default.
+    AfPacket,
+    /// pnet's datalink channel on the same kind of socket, one frame per system call,
+    /// one thread per interface: the portable baseline.
+    Pnet,
+}
+
+impl Io {
+    /// Every backend, in the order error messages list them.
+    pub const ALL: [Io; 2] = [Io::AfPacket, Io::Pnet];
+
+    /// The configuration spelling (`"afpacket"`, `"pnet"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Io::AfPacket => "afpacket",
+            Io::Pnet => "pnet",
+        }
+    }
+}
+
+/// Most data-plane worker threads (`[daemon] workers`).
+pub const MAX_WORKERS: u16 = 64;
+
 /// Flow-table sizing and idle timeouts (`[flow]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowSettings {

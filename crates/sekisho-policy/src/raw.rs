@@ -114,6 +114,8 @@ impl<'de> Deserialize<'de> for PortEntry {
 pub(crate) struct RawDaemon {
     pub mode: Option<Text>,
     pub control_socket: Option<Text>,
+    pub io: Option<Text>,
+    pub workers: Option<Int>,
 }
 
 /// `[flow]`.

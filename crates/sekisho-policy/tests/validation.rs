@@ -525,11 +525,22 @@ fn daemon_and_link_settings() {
     has(&e, "[link]", &["0x05dc is an 802.3 length"]);
     has(&e, "[link]", &["0x88cc is listed twice"]);
     has(&e, "[link]", &["70000 is not an ethertype"]);
-    let text = format!("{BASE}\n[daemon]\nmode = \"monitor\"\ncontrol_socket = \"/tmp/s.sock\"\n[link]\nallow_ethertypes = [0x88cc, 0x88b5]\n");
+    // Ethertypes that carry IP (MPLS, PPPoE), hide it (MACsec, provider backbone
+    // bridging) or mean anything (local experimental) are not link-only.
+    let e = errors(
+        "[link]\nallow_ethertypes = [0x8847, 0x8848, 0x8863, 0x8864, 0x88e5, 0x88e7, 0x88b5, 0x22f3]\n",
+    );
+    for t in ["0x8847", "0x8848", "0x8863", "0x8864", "0x88e5", "0x88e7", "0x88b5", "0x22f3"] {
+        has(&e, "[link]", &[&format!("{t} is not a link-only protocol")]);
+    }
+    let text = format!("{BASE}\n[daemon]\nmode = \"monitor\"\ncontrol_socket = \"/tmp/s.sock\"\n[link]\nallow_ethertypes = [0x88cc, 0x8809, 0x888e, 0x88f7, 0x8902, 0x88e3, 0x8808, 0x22ea, 0x88f5, 0x88f6]\n");
     let p = load_str(&text, "t").unwrap();
     assert_eq!(p.mode(), sekisho_policy::Mode::Monitor);
     assert_eq!(p.control_socket(), "/tmp/s.sock");
-    assert_eq!(p.allow_ethertypes(), [0x88cc, 0x88b5]);
+    assert_eq!(
+        p.allow_ethertypes(),
+        [0x88cc, 0x8809, 0x888e, 0x88f7, 0x8902, 0x88e3, 0x8808, 0x22ea, 0x88f5, 0x88f6]
+    );
 }
 
 #[test]
@@ -1005,6 +1016,16 @@ fn ipv4_forms_inside_ipv6_are_refused() {
     has(&e, "zone \"mapped\"", &["IPv4-compatible IPv6", "198.18.31.0"]);
     has(&e, "zone \"mapped\"", &["IPv4-translated IPv6", "198.18.32.0"]);
     has(&e, "rule \"r\"", &["IPv4-mapped IPv6", "write the IPv4 form 198.18.50.1"]);
+    // Translator and tunnel spellings (NAT64, 6to4, Teredo) too, whole or in part.
+    let e = errors_with_prefix(
+        "[[zone]]\nname = \"translated\"\nkind = \"lgwan\"\nprefixes = [\"64:ff9b::/96\", \"64:ff9b:1:2::/64\", \"2002:c612:1400::/40\", \"2001::/32\"]\n",
+        "[[rule]]\nname = \"r\"\nfrom = \"64:ff9b::c612:3201\"\nto = \"zone:sanitization\"\nservice = \"ssh\"\n",
+    );
+    has(&e, "zone \"translated\"", &["64:ff9b::/96", "NAT64 well-known prefix"]);
+    has(&e, "zone \"translated\"", &["64:ff9b:1:2::/64", "NAT64 local-use prefix"]);
+    has(&e, "zone \"translated\"", &["2002:c612:1400::/40", "6to4"]);
+    has(&e, "zone \"translated\"", &["2001::/32", "Teredo"]);
+    has(&e, "rule \"r\"", &["NAT64", "names an IPv4 host"]);
 }
 
 const BREAKOUT_SERVICE: &str = r#"

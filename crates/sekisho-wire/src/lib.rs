@@ -36,6 +36,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub const MAX_EXT_HEADERS: usize = 8;
 
 const ETH_HEADER_LEN: usize = 14;
+/// The shortest Ethernet frame without its FCS: shorter ones are padded to it.
+const MIN_FRAME_LEN: usize = 60;
 const VLAN_TAG_LEN: usize = 4;
 const IPV6_HEADER_LEN: usize = 40;
 const ICMP_HEADER_LEN: usize = 8;
@@ -64,13 +66,19 @@ const PROTO_DSTOPTS: u8 = 60;
 const PROTO_MOBILITY: u8 = 135;
 
 const PORT_VXLAN: u16 = 4789;
+const PORT_VXLAN_LINUX: u16 = 8472;
 const PORT_TEREDO: u16 = 3544;
+const PORT_GENEVE: u16 = 6081;
+/// GRE-in-UDP, MPLS-in-UDP, L2TP.
+const PORTS_UDP_ENCAP: [u16; 3] = [4754, 6635, 1701];
 
 /// A parsed frame: its VLAN tags and what it carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parsed<'a> {
     /// VLAN tags of the frame ([`Vlan::NONE`] for raw IP and untagged frames).
     pub vlan: Vlan,
+    /// Bytes before the network layer (Ethernet header and tags; 0 for raw IP).
+    pub l2_len: usize,
     /// The network-layer content.
     pub l3: L3<'a>,
 }
@@ -83,14 +91,17 @@ pub struct Vlan {
     pub outer: Option<u16>,
     /// VID of the second (inner, 802.1Q) tag.
     pub inner: Option<u16>,
+    /// The outer tag is a service tag (TPID 0x88a8 or 0x9100), not an 802.1Q one.
+    pub outer_is_service_tag: bool,
 }
 
 impl Vlan {
     /// No VLAN tag.
-    pub const NONE: Vlan = Vlan { outer: None, inner: None };
+    pub const NONE: Vlan = Vlan { outer: None, inner: None, outer_is_service_tag: false };
 
-    /// Both tags packed into 26 bits for a flow key (`outer << 13 | inner`, each 13 bits:
-    /// a presence bit 0x1000 plus the VID), so "untagged" and "VID 0" differ.
+    /// Both tags packed into 27 bits for a flow key (`outer << 13 | inner`, each 13 bits:
+    /// a presence bit 0x1000 plus the VID, so "untagged" and "VID 0" differ; bit 26 says
+    /// the outer tag is a service tag).
     #[inline]
     pub const fn key(&self) -> u32 {
         const fn part(vid: Option<u16>) -> u32 {
@@ -99,7 +110,7 @@ impl Vlan {
                 None => 0,
             }
         }
-        (part(self.outer) << 13) | part(self.inner)
+        (part(self.outer) << 13) | part(self.inner) | (self.outer_is_service_tag as u32) << 26
     }
 }
 
@@ -164,6 +175,10 @@ pub struct Fragment {
     pub offset: u16,
     /// More-fragments flag.
     pub more: bool,
+    /// The protocol that names the datagram in every fragment alike: the IPv4 protocol
+    /// field, or the IPv6 fragment header's next header (which, for a first fragment,
+    /// may be an extension header before the transport one).
+    pub proto: u8,
 }
 
 /// Transport layer of an IP packet.
@@ -343,6 +358,8 @@ pub struct Quoted {
     /// The TCP sequence number of the quoted segment when present (RFC 5927 checks), else
     /// `None`.
     pub tcp_seq: Option<u32>,
+    /// For a quoted ICMP echo: `Some(true)` for a request, `Some(false)` for a reply.
+    pub echo_request: Option<bool>,
 }
 
 /// A recognised tunnel.
@@ -354,10 +371,17 @@ pub enum Tunnel {
     IpInIp,
     /// IPv6 encapsulated in IP (protocol 41: 6in4, or v6-in-v6).
     Ipv6InIp,
-    /// VXLAN (UDP port 4789 with the I flag set).
+    /// VXLAN: UDP to or from port 4789 (IANA) or 8472 (Linux's default).
     Vxlan,
     /// Teredo (UDP port 3544, or a UDP payload that is exactly one IPv6 packet).
     Teredo,
+    /// Geneve (UDP port 6081).
+    Geneve,
+    /// Another encapsulation in UDP: GRE-in-UDP (4754), MPLS-in-UDP (6635), L2TP (1701).
+    UdpEncap,
+    /// Another encapsulation in IP: EtherIP (97), MPLS-in-IP (137), L2TPv3 (115), ENCAP
+    /// (98), KA9Q IP-in-IP (94).
+    OtherIp,
 }
 
 /// Why a frame was rejected. Every variant means "malformed".
@@ -374,6 +398,9 @@ pub enum ParseError {
     BadInnerVlanTpid,
     /// ARP frame shorter than the 28-byte body.
     TruncatedArp,
+    /// Bytes after the IP packet beyond the padding of a minimum-size frame: nothing
+    /// legitimate puts them there, and they would cross unjudged.
+    EthernetTrailer,
     /// Empty IP packet.
     EmptyIp,
     /// IP version nibble is neither 4 nor 6.
@@ -407,6 +434,9 @@ pub enum ParseError {
     HopByHopNotFirst,
     /// Routing header type 0 (RFC 5095).
     RoutingHeaderType0,
+    /// A routing header with segments left (segment routing and the like): the packet's
+    /// destination is not where it is going.
+    RoutingHeaderInUse,
     /// Two fragment headers.
     DuplicateFragmentHeader,
     /// First fragment without the whole header chain and transport header.
@@ -441,6 +471,7 @@ impl ParseError {
             TooManyVlanTags => "more than two vlan tags",
             BadInnerVlanTpid => "inner vlan tag with an outer tpid",
             TruncatedArp => "truncated arp body",
+            EthernetTrailer => "bytes after the ip packet",
             EmptyIp => "empty ip packet",
             UnknownIpVersion => "unknown ip version",
             IpVersionMismatch => "ip version disagrees with ethertype",
@@ -457,6 +488,7 @@ impl ParseError {
             TooManyExtensionHeaders => "too many ipv6 extension headers",
             HopByHopNotFirst => "ipv6 hop-by-hop header not first",
             RoutingHeaderType0 => "ipv6 routing header type 0",
+            RoutingHeaderInUse => "ipv6 routing header with segments left",
             DuplicateFragmentHeader => "duplicate ipv6 fragment header",
             TinyFirstFragment => "tiny first fragment",
             TcpFragmentOffsetOne => "tcp fragment at offset 1",
@@ -520,6 +552,7 @@ pub fn parse_ethernet(frame: &[u8]) -> Result<Parsed<'_>, ParseError> {
     let mut ethertype = be16(eth[12], eth[13]);
     let mut vlan = Vlan::NONE;
     if is_tpid(ethertype) {
+        vlan.outer_is_service_tag = ethertype != TPID_8021Q;
         let (vid, next, r) = vlan_tag(rest)?;
         (vlan.outer, ethertype, rest) = (Some(vid), next, r);
         if is_tpid(ethertype) {
@@ -533,6 +566,7 @@ pub fn parse_ethernet(frame: &[u8]) -> Result<Parsed<'_>, ParseError> {
             }
         }
     }
+    let l2_len = frame.len() - rest.len();
     let l3 = match ethertype {
         ETHERTYPE_ARP if rest.len() < ARP_LEN => return Err(ParseError::TruncatedArp),
         ETHERTYPE_ARP => L3::Arp,
@@ -540,7 +574,14 @@ pub fn parse_ethernet(frame: &[u8]) -> Result<Parsed<'_>, ParseError> {
         ETHERTYPE_IPV6 => L3::Ip(parse_ipv6(rest)?),
         other => L3::Other { ethertype: other },
     };
-    Ok(Parsed { vlan, l3 })
+    if let L3::Ip(ip) = &l3 {
+        // A sender pads a short frame to 60 bytes (plus its tags); nothing else may follow.
+        let padded = MIN_FRAME_LEN + (l2_len - ETH_HEADER_LEN);
+        if frame.len() > padded.max(l2_len + ip.total_len) {
+            return Err(ParseError::EthernetTrailer);
+        }
+    }
+    Ok(Parsed { vlan, l2_len, l3 })
 }
 
 /// Parses a raw IP packet (no link header); the version comes from the first nibble.
@@ -551,7 +592,7 @@ pub fn parse_ip(packet: &[u8]) -> Result<Parsed<'_>, ParseError> {
         6 => parse_ipv6(packet)?,
         _ => return Err(ParseError::UnknownIpVersion),
     };
-    Ok(Parsed { vlan: Vlan::NONE, l3: L3::Ip(ip) })
+    Ok(Parsed { vlan: Vlan::NONE, l2_len: 0, l3: L3::Ip(ip) })
 }
 
 #[inline(always)]
@@ -600,7 +641,7 @@ fn parse_ipv4(packet: &[u8]) -> Result<Ip<'_>, ParseError> {
     let flags_offset = be16(h[6], h[7]);
     let (offset, more) = (flags_offset & 0x1fff, flags_offset & 0x2000 != 0);
     let id = u32::from(be16(h[4], h[5]));
-    let fragment = (more || offset != 0).then_some(Fragment { id, offset, more });
+    let fragment = (more || offset != 0).then_some(Fragment { id, offset, more, proto: protocol });
     if hlen + usize::from(offset) * 8 + data.len() > usize::from(u16::MAX) {
         return Err(ParseError::FragmentTooLarge);
     }
@@ -697,6 +738,11 @@ fn walk_ext_chain(packet: &[u8], mut next: u8) -> Result<ExtChain, ParseError> {
         let hdr = rest.get(..len).ok_or(truncated)?;
         match (next, hdr.first_chunk::<8>()) {
             (PROTO_ROUTING, Some([_, _, 0, ..])) => return Err(ParseError::RoutingHeaderType0),
+            // Segments still to visit: a router would send the packet on to an address the
+            // gate never judged.
+            (PROTO_ROUTING, Some([_, _, _, left, ..])) if *left > 0 => {
+                return Err(ParseError::RoutingHeaderInUse)
+            }
             (PROTO_FRAGMENT, Some(f)) => {
                 if seen_fragment {
                     return Err(ParseError::DuplicateFragmentHeader);
@@ -707,7 +753,7 @@ fn walk_ext_chain(packet: &[u8], mut next: u8) -> Result<ExtChain, ParseError> {
                 first_fragment = more;
                 if frag_offset != 0 || more {
                     let id = u32::from_be_bytes([f[4], f[5], f[6], f[7]]);
-                    fragment = Some(Fragment { id, offset: frag_offset, more });
+                    fragment = Some(Fragment { id, offset: frag_offset, more, proto: hdr_next });
                 }
                 if frag_offset != 0 {
                     let l4_offset = off + len;
@@ -742,6 +788,7 @@ fn transport(
         PROTO_GRE => Some(Tunnel::Gre),
         PROTO_IPIP => Some(Tunnel::IpInIp),
         PROTO_IPV6 => Some(Tunnel::Ipv6InIp),
+        94 | 97 | 98 | 115 | 137 => Some(Tunnel::OtherIp),
         _ => None,
     };
     if frag_offset != 0 {
@@ -792,6 +839,11 @@ fn transport(
                 len
             };
             let payload = data.get(8..end).ok_or(ParseError::TruncatedUdpHeader)?;
+            // A first fragment must carry enough of the payload to classify it (a tunnel
+            // header is 8 bytes); real fragmentation sends far more.
+            if first_fragment && payload.len() < 8 {
+                return Err(ParseError::TinyFirstFragment);
+            }
             let datagram = data.get(..end).ok_or(ParseError::TruncatedUdpHeader)?;
             let udp = Udp { sport: be16(h[0], h[1]), dport: be16(h[2], h[3]), payload, datagram };
             (L4::Udp(udp), udp_tunnel(&udp))
@@ -924,12 +976,16 @@ fn parse_quoted(q: &[u8]) -> Option<Quoted> {
         (PROTO_TCP, false) => l4.get(4..8).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]])),
         _ => None,
     };
+    let mut echo_request = None;
     let (sport, dport) = match protocol {
         _ if non_first => (0, 0),
         PROTO_TCP | PROTO_UDP => (be16_at(l4, 0)?, be16_at(l4, 2)?),
         PROTO_ICMP | PROTO_ICMPV6 if v6 == (protocol == PROTO_ICMPV6) => {
             let ty = *l4.first()?;
             let request = ty == if v6 { 128 } else { 8 };
+            if is_echo(v6, ty) {
+                echo_request = Some(request);
+            }
             match (is_echo(v6, ty), request) {
                 (true, true) => (be16_at(l4, 4)?, 0),
                 (true, false) => (0, be16_at(l4, 4)?),
@@ -938,15 +994,20 @@ fn parse_quoted(q: &[u8]) -> Option<Quoted> {
         }
         _ => (0, 0),
     };
-    Some(Quoted { src, dst, protocol, sport, dport, tcp_seq })
+    Some(Quoted { src, dst, protocol, sport, dport, tcp_seq, echo_request })
 }
 
-/// VXLAN by port and I flag; Teredo by port or by a payload that is one IPv6 packet.
+/// UDP tunnels by their well-known ports (whatever the header says: a receiver on such a
+/// port decapsulates), and Teredo also by a payload that is one IPv6 packet.
 #[inline]
 fn udp_tunnel(udp: &Udp<'_>) -> Option<Tunnel> {
     let port = |p| udp.sport == p || udp.dport == p;
-    if port(PORT_VXLAN) && udp.payload.first_chunk::<8>().is_some_and(|h| h[0] & 0x08 != 0) {
+    if port(PORT_VXLAN) || port(PORT_VXLAN_LINUX) {
         Some(Tunnel::Vxlan)
+    } else if port(PORT_GENEVE) {
+        Some(Tunnel::Geneve)
+    } else if PORTS_UDP_ENCAP.iter().any(|p| port(*p)) {
+        Some(Tunnel::UdpEncap)
     } else if port(PORT_TEREDO) || looks_like_teredo(udp.payload) {
         Some(Tunnel::Teredo)
     } else {

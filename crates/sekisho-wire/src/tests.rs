@@ -141,7 +141,9 @@ fn icmp_of(ip: Ip<'_>) -> Icmp {
 fn tcp_over_ipv4_with_padding() {
     let pkt = ipv4(6, &tcp(40000, 443, 0x12, 0, b"hi"));
     let mut frame = eth(&[], 0x0800, &pkt);
-    frame.extend([0; 12]); // ethernet padding
+    frame.resize(61, 0);
+    assert_eq!(parse_ethernet(&frame), Err(E::EthernetTrailer), "padding beyond 60 bytes");
+    frame.truncate(60); // ethernet padding to the minimum frame
     let p = parse_ethernet(&frame).unwrap();
     assert_eq!(p.vlan, Vlan::NONE);
     let ip = ip_of(Ok(p));
@@ -238,11 +240,11 @@ fn arp() {
 fn vlan_tags() {
     let pkt = ipv4(17, &udp(68, 67, b""));
     let one = pe(eth(&[(0x8100, 0xe00a)], 0x0800, &pkt)).unwrap();
-    assert_eq!(one.vlan, Vlan { outer: Some(10), inner: None });
+    assert_eq!(one.vlan, Vlan { outer: Some(10), inner: None, outer_is_service_tag: false });
     assert!(matches!(one.l3, L3::Ip(_)));
     for tpid in [0x88a8, 0x9100] {
         let two = pe(eth(&[(tpid, 100), (0x8100, 0x2014)], 0x0800, &pkt)).unwrap();
-        assert_eq!(two.vlan, Vlan { outer: Some(100), inner: Some(20) });
+        assert_eq!(two.vlan, Vlan { outer: Some(100), inner: Some(20), outer_is_service_tag: true });
     }
     let three = eth(&[(0x88a8, 1), (0x8100, 2), (0x8100, 3)], 0x0800, &pkt);
     assert_eq!(parse_ethernet(&three), Err(E::TooManyVlanTags));
@@ -255,10 +257,12 @@ fn vlan_tags() {
     // keys distinguish untagged, VID 0, and tag position
     let keys = [
         Vlan::NONE.key(),
-        Vlan { outer: Some(0), inner: None }.key(),
-        Vlan { outer: None, inner: Some(0) }.key(),
-        Vlan { outer: Some(5), inner: Some(6) }.key(),
-        Vlan { outer: Some(6), inner: Some(5) }.key(),
+        Vlan { outer: Some(0), inner: None, outer_is_service_tag: false }.key(),
+        Vlan { outer: None, inner: Some(0), outer_is_service_tag: false }.key(),
+        Vlan { outer: Some(5), inner: Some(6), outer_is_service_tag: false }.key(),
+        Vlan { outer: Some(6), inner: Some(5), outer_is_service_tag: false }.key(),
+        Vlan { outer: Some(5), inner: None, outer_is_service_tag: true }.key(),
+        Vlan { outer: Some(5), inner: None, outer_is_service_tag: false }.key(),
     ];
     for (i, a) in keys.iter().enumerate() {
         assert!(keys[i + 1..].iter().all(|b| a != b));
@@ -306,7 +310,7 @@ fn udp_lengths() {
 fn ipv4_fragments() {
     let seg = tcp(1, 80, 0x02, 0, &[7; 16]);
     let first = raw(&ipv4_full(6, MF, &[], &seg));
-    assert_eq!(first.fragment, Some(Fragment { id: 0x1234, offset: 0, more: true }));
+    assert_eq!(first.fragment, Some(Fragment { id: 0x1234, offset: 0, more: true, proto: 6 }));
     assert_eq!(tcp_of(first).payload.len(), 16);
     // tiny first fragments
     assert_eq!(err(&ipv4_full(6, MF, &[], &seg[..16])), E::TinyFirstFragment);
@@ -322,7 +326,7 @@ fn ipv4_fragments() {
     let mid = raw(&ipv4_full(6, MF | 185, &[], &[0; 8]));
     assert_eq!((mid.l4, mid.fragment.map(|f| f.offset)), (L4::NotFirstFragment(&[0; 8][..]), Some(185)));
     let last = raw(&ipv4_full(17, 3, &[], &[0; 3]));
-    assert_eq!(last.fragment, Some(Fragment { id: 0x1234, offset: 3, more: false }));
+    assert_eq!(last.fragment, Some(Fragment { id: 0x1234, offset: 3, more: false, proto: 17 }));
     assert_eq!(last.ports(), (0, 0));
     assert_eq!(err(&ipv4_full(6, 1, &[], &[0; 8])), E::TcpFragmentOffsetOne);
     assert!(parse_ip(&ipv4_full(17, 1, &[], &[0; 8])).is_ok());
@@ -378,6 +382,8 @@ fn ipv6_basic_and_errors() {
     let pkt = ipv6(6, &tcp(5000, 22, 0x02, 0, b"ssh"));
     let mut frame = eth(&[], 0x86dd, &pkt);
     frame.extend([0; 6]);
+    assert_eq!(parse_ethernet(&frame), Err(E::EthernetTrailer), "bytes after the packet");
+    frame.truncate(frame.len() - 6);
     let ip = ip_of(parse_ethernet(&frame));
     assert_eq!(
         (ip.src, ip.dst, ip.hop_limit, ip.total_len),
@@ -408,6 +414,9 @@ fn ipv6_extension_chain() {
     assert_eq!(tcp_of(ip).payload, b"p");
     assert_eq!(err(&ipv6(60, &[ext(0, 0), t.clone()].concat())), E::HopByHopNotFirst);
     assert_eq!(err(&ipv6(43, &[routing(6, 0), t.clone()].concat())), E::RoutingHeaderType0);
+    let mut srh = routing(6, 4);
+    srh[3] = 1; // segments left
+    assert_eq!(err(&ipv6(43, &[srh, t.clone()].concat())), E::RoutingHeaderInUse);
     assert_eq!(err(&ipv6(60, &ext(6, 1)[..12])), E::TruncatedExtensionHeader);
     assert_eq!(err(&ipv6(60, &[6])), E::TruncatedExtensionHeader);
     let eight: Vec<u8> = (0..8).flat_map(|i| ext(if i == 7 { 59 } else { 60 }, 0)).collect();
@@ -425,7 +434,7 @@ fn ipv6_fragments() {
     assert_eq!(atomic.fragment, None);
     assert!(matches!(atomic.l4, L4::Tcp(_)));
     let first = raw(&ipv6(60, &[ext(44, 0), frag6(6, 0, true, 0xdead_beef), t.clone()].concat()));
-    assert_eq!(first.fragment, Some(Fragment { id: 0xdead_beef, offset: 0, more: true }));
+    assert_eq!(first.fragment, Some(Fragment { id: 0xdead_beef, offset: 0, more: true, proto: 6 }));
     assert!(matches!(first.l4, L4::Tcp(_)));
     // RFC 7112: the whole chain and the transport header in the first fragment
     assert_eq!(err(&ipv6(44, &[frag6(6, 0, true, 1), t[..12].to_vec()].concat())), E::TinyFirstFragment);
@@ -436,7 +445,7 @@ fn ipv6_fragments() {
     assert_eq!(err(&ipv6(44, &[frag6(58, 0, true, 1), icmp(128, 0, &[])].concat())), E::TinyFirstFragment);
     let later = raw(&ipv6(44, &[frag6(17, 100, true, 5), vec![0; 8]].concat()));
     assert_eq!((later.protocol, later.l4), (17, L4::NotFirstFragment(&[0; 8][..])));
-    assert_eq!(later.fragment, Some(Fragment { id: 5, offset: 100, more: true }));
+    assert_eq!(later.fragment, Some(Fragment { id: 5, offset: 100, more: true, proto: 17 }));
     assert_eq!(err(&ipv6(44, &[frag6(6, 1, false, 5), vec![0; 8]].concat())), E::TcpFragmentOffsetOne);
     assert_eq!(
         err(&ipv6(44, &[frag6(44, 0, true, 5), frag6(6, 0, false, 5), t].concat())),
@@ -477,7 +486,18 @@ fn tunnels() {
     let vx = [&[0x08, 0, 0, 0, 0, 0, 0x2a, 0][..], &[0; 14]].concat();
     let ip = raw(&ipv4(17, &udp(51000, 4789, &vx)));
     assert_eq!((ip.tunnel, udp_of(ip).dport), (Some(Tunnel::Vxlan), 4789));
-    assert_eq!(raw(&ipv4(17, &udp(51000, 4789, &[0; 16]))).tunnel, None);
+    // A receiver on a tunnel port decapsulates whatever the header's flags say.
+    assert_eq!(raw(&ipv4(17, &udp(51000, 4789, &[0; 16]))).tunnel, Some(Tunnel::Vxlan));
+    assert_eq!(raw(&ipv4(17, &udp(8472, 51000, &vx))).tunnel, Some(Tunnel::Vxlan));
+    assert_eq!(raw(&ipv4(17, &udp(51000, 6081, &[0; 16]))).tunnel, Some(Tunnel::Geneve));
+    for port in [4754, 6635, 1701] {
+        assert_eq!(raw(&ipv4(17, &udp(51000, port, &[0; 16]))).tunnel, Some(Tunnel::UdpEncap), "{port}");
+    }
+    for proto in [94, 97, 98, 115, 137] {
+        assert_eq!(raw(&ipv4(proto, &[0; 16])).tunnel, Some(Tunnel::OtherIp), "{proto}");
+    }
+    // A first fragment that ends right after the UDP header hides what it carries.
+    assert_eq!(err(&ipv4_full(17, MF, &[], &udp(51000, 4789, &[0; 7]))), E::TinyFirstFragment);
     assert_eq!(raw(&ipv4(17, &udp(3544, 40000, b"x"))).tunnel, Some(Tunnel::Teredo));
     assert_eq!(raw(&ipv4(17, &udp(50000, 40000, &inner6))).tunnel, Some(Tunnel::Teredo));
     let origin = [&[0, 0, 1, 2, 3, 4, 5, 6][..], &inner6].concat();
@@ -605,7 +625,7 @@ proptest! {
     #[test]
     fn valid_frames_report_what_was_written(
         src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(), ttl in any::<u8>(),
-        sport in 1u16..3000, dport in 1u16..3000, flags in 0u16..0x200, is_udp in any::<bool>(),
+        sport in 1u16..1700, dport in 1u16..1700, flags in 0u16..0x200, is_udp in any::<bool>(),
         payload in vec(0u8..0x60, 0..64), pad in 0usize..24,
         outer in proptest::option::of(0u16..4096), inner in proptest::option::of(0u16..4096),
     ) {
@@ -620,9 +640,16 @@ proptest! {
             _ => vec![],
         };
         let mut frame = eth(&tags, 0x0800, &pkt);
+        let unpadded = frame.len();
         frame.extend(vec![0; pad]);
+        // Padding up to a minimum-size frame is normal; more is a trailer.
+        if frame.len() > unpadded.max(60 + 4 * tags.len()) {
+            prop_assert_eq!(parse_ethernet(&frame), Err(E::EthernetTrailer));
+            frame.truncate(unpadded);
+        }
         let p = parse_ethernet(&frame).unwrap();
-        prop_assert_eq!(p.vlan, Vlan { outer, inner: outer.and(inner) });
+        prop_assert_eq!(p.vlan, Vlan { outer, inner: outer.and(inner), outer_is_service_tag: inner.is_some() && outer.is_some() });
+        prop_assert_eq!(p.l2_len, 14 + 4 * tags.len());
         let ip = ip_of(Ok(p));
         prop_assert_eq!((ip.src, ip.dst, ip.hop_limit), (IpAddr::from(src), IpAddr::from(dst), ttl));
         prop_assert_eq!((ip.total_len, ip.fragment, ip.tunnel), (pkt.len(), None, None));
@@ -637,7 +664,7 @@ proptest! {
     #[test]
     fn valid_ipv6_reports_what_was_written(
         src in any::<[u8; 16]>(), dst in any::<[u8; 16]>(), hops in any::<u8>(),
-        sport in 1u16..3000, dport in 1u16..3000, n_opts in 0usize..8,
+        sport in 1u16..1700, dport in 1u16..1700, n_opts in 0usize..8,
         payload in vec(0u8..0x60, 0..64),
     ) {
         let mut chain: Vec<u8> = (0..n_opts).flat_map(|i| ext(if i + 1 == n_opts { 17 } else { 60 }, (i % 3) as u8)).collect();

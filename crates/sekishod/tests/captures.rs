@@ -271,16 +271,6 @@ const IDENTIFIED: &[Case] = &[
         expected: &[(49206, ALLOW, "identified rdp"), (49207, ALLOW, "identified rdp")],
     },
     Case {
-        capture: "remote-access/citrix-ica.pcap",
-        server: "22.0.0.7",
-        proto: "tcp",
-        port: 1494,
-        app: "ica",
-        extra: "",
-        offloaded: false,
-        expected: &[(45225, ALLOW, "identified ica")],
-    },
-    Case {
         capture: "remote-access/vnc-rfb.pcap",
         server: "192.168.2.125",
         proto: "tcp",
@@ -488,6 +478,13 @@ fn run_cases(dir: &Path, cases: &[Case]) {
 fn the_application_captures_are_identified_as_what_they_are() {
     let Some(dir) = shared() else { return };
     run_cases(&dir, IDENTIFIED);
+    // The Citrix capture keeps each frame's 4-byte FCS after the IP packet, which the gate
+    // refuses (an Ethernet trailer): replayed from a copy without them.
+    let tmp = Scratch::new("ica");
+    let ica = tmp.0.join("citrix-ica.pcap");
+    rewrite(&dir.join("remote-access/citrix-ica.pcap"), &ica, &[]);
+    let flows = replay(&policy("22.0.0.7", "tcp", 1494, "ica", ""), &ica, false, "22.0.0.7", 1494);
+    check("citrix-ica as ica", &flows, &[(45225, ALLOW, "identified ica")]);
 }
 
 #[test]
@@ -581,8 +578,9 @@ fn an_attachment_on_the_text_leg_is_cut_before_the_end_of_its_data() {
     assert!(flows[0]["dropped"].as_u64().unwrap() > 0 && flows[0]["forwarded"].as_u64().unwrap() > 0);
 }
 
-/// Copies a pcap, replacing IPv4 addresses (in Ethernet frames) and making the IPv4
-/// header and TCP/UDP checksums right.
+/// Copies a pcap, replacing IPv4 addresses (in Ethernet frames), dropping what follows the
+/// IP packet beyond the minimum frame (a captured FCS), and making the IPv4 header and
+/// TCP/UDP checksums right.
 fn rewrite(from: &Path, to: &Path, map: &[(&str, &str)]) {
     use pcap_file::pcap::{PcapReader, PcapWriter};
     let map: Vec<([u8; 4], [u8; 4])> = map
@@ -601,7 +599,10 @@ fn rewrite(from: &Path, to: &Path, map: &[(&str, &str)]) {
                 }
             }
             fix_checksums(&mut data);
+            let total = usize::from(u16::from_be_bytes([data[16], data[17]]));
+            data.truncate((14 + total).max(60).min(data.len()));
         }
+        p.orig_len = data.len() as u32;
         p.data = data.into();
         writer.write_packet(&p).unwrap();
     }

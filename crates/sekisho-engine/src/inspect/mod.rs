@@ -35,7 +35,7 @@ mod validate;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
-use sekisho_flow::map::{BoundedMap, Slot};
+use sekisho_flow::map::{BoundedMap, Eviction, Slot};
 use sekisho_flow::{FlowEntry, FlowKey, FlowState, Pinned};
 use sekisho_policy::{App, Method, Reason, ZoneKind};
 
@@ -266,7 +266,7 @@ fn bump(a: &AtomicU64) {
 
 /// Unacknowledged bytes the text leg of a mail path may have in flight (inspected, not
 /// yet acknowledged by the receiver).
-const TEXT_LEG_WINDOW: usize = 64 * 1024;
+const TEXT_LEG_WINDOW: usize = 128 * 1024;
 /// Attempts at a state another thread holds before the segment is dropped.
 const LOCK_SPINS: u32 = 1 << 10;
 /// An inspection idle this long may be evicted to make room for another.
@@ -305,8 +305,12 @@ impl Slot for Inspection {
         now.saturating_sub(self.last.load(Relaxed)) > ctx.expire
     }
 
-    fn is_evictable(&self, now: u64, _: &Idle) -> bool {
-        now.saturating_sub(self.last.load(Relaxed)) > EVICTABLE_IDLE_NS
+    fn eviction(&self, now: u64, _: &Idle) -> Eviction {
+        if now.saturating_sub(self.last.load(Relaxed)) > EVICTABLE_IDLE_NS {
+            Eviction::Now
+        } else {
+            Eviction::Later
+        }
     }
 }
 
