@@ -28,7 +28,7 @@ M = [
  ("5 any vlan", "crates/sekisho-engine/src/ingress.rs", "if !vlan.outer_is_service_tag && port.admits_vlan(vlan.outer, vlan.inner) {", "if true || port.admits_vlan(vlan.outer, vlan.inner) {"),
  ("6a no side binding", "crates/sekisho-engine/src/track.rs", "    if cx.ingress.side != expected {\n        return Reason::SpoofedSource;", "    if false && cx.ingress.side != expected {\n        return Reason::SpoofedSource;"),
  ("6b established evictable", "crates/sekisho-flow/src/entry.rs", "!matches!(self, FlowState::Replied | FlowState::Established)", "true"),
- ("6c no sequence check", "crates/sekisho-engine/src/track.rs", "Observed::OutOfWindow if reason.allowed() => return Reason::OutOfWindow,", "Observed::OutOfWindow if false => return Reason::OutOfWindow,"),
+ ("6c no sequence check", "crates/sekisho-flow/src/entry.rs", "Step::OutOfWindow => return Observed::OutOfWindow,", "Step::OutOfWindow => current,"),
  ("6d one share for all", "crates/sekisho-flow/src/map.rs", "guaranteed: capacity / (2 * n),", "guaranteed: 0,"),
  ("7a fragments keep their first verdict", "crates/sekisho-engine/src/resolve.rs", "    let reason = decide::current(cx, entry, &parent);\n    if reason.allowed() {\n        if let", "    let reason = crate::reason::decode(entry.decision().verdict);\n    if reason.allowed() {\n        if let"),
  ("7b fragments live forever", "crates/sekisho-flow/src/fragments.rs", "now.saturating_sub(self.created) > *lifetime", "false && now.saturating_sub(self.created) > *lifetime"),
