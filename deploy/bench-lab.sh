@@ -71,11 +71,16 @@ for tool in ip ethtool nft iperf3 ping python3; do
 done
 
 if [ -z "$SEKISHOD" ]; then
-  echo "== cargo build --release -p sekishod"
-  cargo build --release -p sekishod
+  echo "== cargo build --release -p sekishod -p sekishoctl -p sekisho-lab"
+  cargo build --release -p sekishod -p sekishoctl -p sekisho-lab
   SEKISHOD="$ROOT/target/release/sekishod"
 fi
 [ -x "$SEKISHOD" ] || { echo "no sekishod binary at $SEKISHOD" >&2; exit 2; }
+# The lab and the control client are built beside the daemon.
+BIN=$(dirname "$SEKISHOD")
+LAB="$BIN/sekisho-lab"
+CTL="$BIN/sekishoctl"
+for p in "$LAB" "$CTL"; do [ -x "$p" ] || { echo "no $p: build it beside $SEKISHOD" >&2; exit 2; }; done
 
 GW="${PREFIX}gw"; LG="${PREFIX}lg"; SZ="${PREFIX}sz"; IN="${PREFIX}in"
 SRC=198.18.20.5
@@ -89,13 +94,13 @@ cleanup() {
   set +e
   [ -n "$DAEMON_PID" ] && kill -TERM "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
   [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-  "$SEKISHOD" lab down --prefix "$PREFIX" >/dev/null 2>&1
+  "$LAB" down --prefix "$PREFIX" >/dev/null 2>&1
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "== lab up (prefix $PREFIX, no services); results in $OUT"
-"$SEKISHOD" lab up --prefix "$PREFIX" --no-services >"$OUT/lab-up.txt"
+"$LAB" up --prefix "$PREFIX" --no-services >"$OUT/lab-up.txt"
 
 cp configs/lab.toml "$CONFIG"
 cat >>"$CONFIG" <<'EOF'
@@ -236,16 +241,16 @@ backend_up() {
     pnet|afpacket-*)
       local config
       config=$(sekishod_config "$1")
-      rm -f "$OUT/stats.json"
-      NO_COLOR=1 ip netns exec "$GW" "$SEKISHOD" run -c "$config" --stats-file "$OUT/stats.json" \
-        >>"$OUT/sekishod.out" 2>>"$OUT/sekishod.log" &
+      NO_COLOR=1 ip netns exec "$GW" "$SEKISHOD" run -c "$config" --control-socket "$OUT/ctl/control.sock" \
+        --state-dir "$OUT/state" >>"$OUT/sekishod.out" 2>>"$OUT/sekishod.log" &
       DAEMON_PID=$!
+      READY=""
       for _ in $(seq 1 300); do
-        [ -s "$OUT/stats.json" ] && break
+        "$CTL" --socket "$OUT/ctl/control.sock" status >/dev/null 2>&1 && { READY=1; break; }
         kill -0 "$DAEMON_PID" 2>/dev/null || { echo "sekishod run exited:" >&2; tail -5 "$OUT/sekishod.log" >&2; exit 1; }
         sleep 0.05
       done
-      [ -s "$OUT/stats.json" ] || { echo "sekishod run not ready" >&2; exit 1; }
+      [ -n "$READY" ] || { echo "sekishod run not ready" >&2; exit 1; }
       ;;
   esac
   # Warm up ARP/neighbour caches through the new path.

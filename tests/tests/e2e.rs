@@ -1,300 +1,16 @@
 //! End-to-end tests: the lab in network namespaces, `sekishod run` in its gateway, real
-//! client programs (ping, curl, swaks, socat, iperf3, tcpdump) and raw frames.
-//!
-//! They need root. Without it each test prints "SKIPPED: needs root" and passes — unless
-//! the environment variable `CI` is set, where a skip is a failure.
-//!
-//! One lab per test binary (prefix `ske2e-`), shared by the tests behind a mutex (so they
-//! run one at a time), built by the first test and torn down when the process exits
-//! (also after failures: an `atexit` hook; a panicking build tears itself down). Each
-//! test asserts what the client observed and which reason counter moved in the daemon's
-//! stats file.
-//!
-//! The daemon is `target/<profile>/sekishod`, next to this test's own directory; `cargo
-//! test` at the workspace root builds it.
+//! client programs (ping, curl, swaks, socat, iperf3, tcpdump) and raw frames. Each test
+//! asserts what the client observed and which reason counter moved in the daemon, read
+//! through its control socket. The fixture (and the root requirement) is in
+//! `tests/src/lib.rs`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context};
-use sekisho_lab::{addr, cmd, Daemon, Delta, Lab, MailProbe, Ns, Stats, UpOptions};
+use anyhow::{ensure, Context};
+use sekisho_e2e::{blocked, pass, visible, with_lab, Fixture, Mode};
+use sekisho_lab::{addr, cmd, MailProbe, Ns};
 use sekisho_testkit as tk;
-
-const PREFIX: &str = "ske2e-";
-const STATS_INTERVAL: Duration = Duration::from_millis(200);
-
-/// What the tests add to configs/lab.toml: an iperf3 leg (lgwan → file sanitiser host,
-/// TCP 5201, any application), a rule whose service is `any` toward an address with
-/// no host, so that a tunnel can match an allowed connection and meet `deny:tunnel`, an
-/// α' local-breakout leg (lgwan → 203.0.113.7:8443 by server name), and a temporary
-/// block of scanning sources (the monitor's `block_ttl_s`, off by default).
-const E2E_EXTRA: &str = r#"
-
-# --- added by the end-to-end tests (tests/tests/e2e.rs) ---
-[[service]]
-name = "e2e-any"
-proto = "any"
-
-[[service]]
-name = "e2e-iperf"
-proto = "tcp"
-ports = [5201]
-app = "any"
-
-[[path]]
-name = "e2e-iperf"
-method = "file-sanitize"
-  [[path.leg]]
-  from = "zone:lgwan"
-  to = "198.18.40.20"
-  service = "e2e-iperf"
-
-[[rule]]
-name = "e2e-tunnel-probe"
-from = "198.18.20.5"
-to = "198.18.40.30"
-service = "e2e-any"
-
-[[service]]
-name = "e2e-cloud"
-proto = "tcp"
-ports = [8443]
-app = "tls"
-sni_allow = ["portal.example.lg.jp", "*.example.com"]
-
-[[path]]
-name = "e2e-alpha-prime"
-method = "local-breakout"
-  [[path.leg]]
-  from = "zone:lgwan"
-  to = "203.0.113.7"
-  service = "e2e-cloud"
-
-[monitor]
-scan_ports = 32
-block_ttl_s = 20
-"#;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mode {
-    Enforce,
-    Monitor,
-}
-
-struct Fixture {
-    daemon: Option<(Daemon, Mode)>,
-    enforce: PathBuf,
-    monitor: PathBuf,
-    // Dropped after the daemon: stops the services and deletes the namespaces.
-    lab: Lab,
-    // Dropped last: other e2e processes (nextest runs one per test) wait for this lab.
-    _lock: std::fs::File,
-}
-
-static FIXTURE: Mutex<Option<Fixture>> = Mutex::new(None);
-static AT_EXIT: Once = Once::new();
-
-extern "C" fn teardown_at_exit() {
-    let fixture = match FIXTURE.lock() {
-        Ok(mut f) => f.take(),
-        Err(poisoned) => poisoned.into_inner().take(),
-    };
-    drop(fixture);
-}
-
-/// Writes to the real stderr, past the test harness's capture.
-fn visible(text: &str) {
-    let _ = writeln!(std::io::stderr(), "{text}");
-}
-
-fn sekishod() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("cannot find the test executable")?;
-    // target/<profile>/deps/e2e-<hash> -> target/<profile>/sekishod
-    let profile_dir = exe.parent().and_then(Path::parent).context("unexpected test executable location")?;
-    let bin = profile_dir.join("sekishod");
-    if !bin.is_file() {
-        bail!("{} is missing: build it first (`cargo build -p sekishod`, or `cargo test` at the workspace root)", bin.display());
-    }
-    warn_if_stale(&bin);
-    Ok(bin)
-}
-
-/// `cargo test -p sekisho-e2e` alone does not rebuild the daemon: say so when a source
-/// file is newer than the binary.
-fn warn_if_stale(bin: &Path) {
-    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else { return };
-    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
-    let mut stack = vec![crates];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|x| x == "rs")
-                && e.metadata().and_then(|m| m.modified()).is_ok_and(|m| m > built)
-            {
-                visible(&format!(
-                    "WARNING: {} is newer than {}: run `cargo build -p sekishod` (or `cargo test` at the \
-                     workspace root) to test the current daemon",
-                    path.display(),
-                    bin.display()
-                ));
-                return;
-            }
-        }
-    }
-}
-
-/// Opens `path` and takes an exclusive lock on it, waiting for other holders.
-fn exclusive(path: &str) -> anyhow::Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("cannot open {path}"))?;
-    // SAFETY: flock(2) on a descriptor this function owns; no memory is involved.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-    ensure!(rc == 0, "cannot lock {path}: {}", std::io::Error::last_os_error());
-    Ok(file)
-}
-
-impl Fixture {
-    fn new() -> anyhow::Result<Fixture> {
-        let sekishod = sekishod()?;
-        let lock = exclusive("/run/sekisho-e2e.lock")?;
-        let offloads_off = std::env::var("SEKISHO_E2E_OFFLOADS").is_ok_and(|v| v == "off");
-        visible(&format!(
-            "e2e lab: io {}, workers {}, hosts' offloads {}",
-            std::env::var("SEKISHO_E2E_IO").unwrap_or_else(|_| "afpacket (default)".into()),
-            std::env::var("SEKISHO_E2E_WORKERS").unwrap_or_else(|_| "1 (default)".into()),
-            if offloads_off { "off" } else { "at their defaults" }
-        ));
-        let lab = Lab::up(&UpOptions { prefix: PREFIX.to_string(), sekishod, services: true, offloads_off })?;
-        let base_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/lab.toml");
-        let base = std::fs::read_to_string(&base_path)
-            .with_context(|| format!("cannot read {}", base_path.display()))?;
-        // The backend under test: SEKISHO_E2E_IO=pnet|afpacket, SEKISHO_E2E_WORKERS=N.
-        let mut daemon = String::from("mode = \"enforce\"");
-        for (var, key, quote) in [("SEKISHO_E2E_IO", "io", true), ("SEKISHO_E2E_WORKERS", "workers", false)] {
-            if let Ok(v) = std::env::var(var) {
-                let v = if quote { format!("{v:?}") } else { v };
-                daemon.push_str(&format!("\n{key} = {v}"));
-            }
-        }
-        let base = base.replacen("mode = \"enforce\"", &daemon, 1);
-        let enforce_text = format!("{base}{E2E_EXTRA}");
-        ensure!(
-            enforce_text.contains("mode = \"enforce\""),
-            "configs/lab.toml no longer says mode = \"enforce\""
-        );
-        let monitor_text = enforce_text.replacen("mode = \"enforce\"", "mode = \"monitor\"", 1);
-        let enforce = lab.state_dir().join("e2e-enforce.toml");
-        let monitor = lab.state_dir().join("e2e-monitor.toml");
-        std::fs::write(&enforce, enforce_text)?;
-        std::fs::write(&monitor, monitor_text)?;
-        Ok(Fixture { daemon: None, enforce, monitor, lab, _lock: lock })
-    }
-
-    /// Makes sure the daemon runs in `mode` (restarting it if needed).
-    fn ensure(&mut self, mode: Mode) -> anyhow::Result<()> {
-        if let Some((d, m)) = &mut self.daemon {
-            if *m == mode && d.running() {
-                return Ok(());
-            }
-        }
-        if let Some((d, _)) = self.daemon.take() {
-            drop(d);
-        }
-        let config = if mode == Mode::Enforce { &self.enforce } else { &self.monitor };
-        let daemon = Daemon::start(&self.lab, config, STATS_INTERVAL)?;
-        self.daemon = Some((daemon, mode));
-        Ok(())
-    }
-
-    fn daemon(&mut self) -> anyhow::Result<&mut Daemon> {
-        self.daemon.as_mut().map(|(d, _)| d).context("the daemon is not running")
-    }
-
-    /// Counters as of now (every packet handled before this call is in them).
-    fn snapshot(&mut self) -> anyhow::Result<Stats> {
-        self.daemon()?.fresh_stats()
-    }
-
-    /// Waits (up to 3 s) until reason `code` has moved since `before`; returns the delta.
-    fn moved(&mut self, before: &Stats, code: &str) -> anyhow::Result<Delta> {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            let delta = self.snapshot()?.since(before);
-            if delta.reason(code) > 0 {
-                return Ok(delta);
-            }
-            if Instant::now() > deadline {
-                bail!("reason counter {code} did not move; what moved: {delta}");
-            }
-        }
-    }
-}
-
-/// Runs one test body against the shared lab with the daemon in `mode`.
-fn with_lab(name: &str, mode: Mode, body: impl FnOnce(&mut Fixture) -> anyhow::Result<()>) {
-    if !cmd::is_root() {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "{name}: SKIPPED: needs root — and CI is set, where a skipped end-to-end test is a failure"
-            );
-        }
-        visible(&format!("SKIPPED: needs root ({name}: end-to-end tests use network namespaces)"));
-        return;
-    }
-    let mut guard = FIXTURE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if guard.is_none() {
-        AT_EXIT.call_once(|| {
-            // SAFETY: registers a plain `extern "C" fn()` that lives for the whole program.
-            unsafe {
-                libc::atexit(teardown_at_exit);
-            }
-        });
-        match Fixture::new() {
-            Ok(f) => *guard = Some(f),
-            Err(e) => panic!("{name}: cannot build the lab: {e:#}"),
-        }
-    }
-    let Some(fixture) = guard.as_mut() else { unreachable!("the fixture was just built") };
-    let started = Instant::now();
-    let result = fixture.ensure(mode).and_then(|()| body(fixture));
-    if let Err(e) = result {
-        let log = fixture.daemon.as_ref().map(|(d, _)| d.log_text()).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
-        panic!("{name}: {e:#}\n--- sekishod log (last lines) ---\n{}", tail.join("\n"));
-    }
-    visible(&format!("e2e {name}: ok ({:.1} s)", started.elapsed().as_secs_f64()));
-}
-
-fn pass(attempt: anyhow::Result<sekisho_lab::Attempt>, what: &str) -> anyhow::Result<sekisho_lab::Attempt> {
-    let a = attempt?;
-    ensure!(a.passed, "{what}: expected to pass, but {} ({})", a.detail, a.output.summary());
-    Ok(a)
-}
-
-fn blocked(
-    attempt: anyhow::Result<sekisho_lab::Attempt>,
-    what: &str,
-) -> anyhow::Result<sekisho_lab::Attempt> {
-    let a = attempt?;
-    ensure!(!a.passed, "{what}: expected to be blocked, but it passed ({})", a.detail);
-    // A blocked connection gets no answer at all: no RST (refused), no reset.
-    ensure!(
-        !a.detail.contains("refused") && !a.detail.contains("reset"),
-        "{what}: blocked, but something answered: {}",
-        a.detail
-    );
-    Ok(a)
-}
 
 fn web() -> String {
     format!("https://{}/", addr::IN_SENDER)
@@ -644,19 +360,20 @@ fn killed_daemon_stops_all_crossing() {
 fn sigterm_stops_cleanly_and_nothing_crosses_after() {
     with_lab("sigterm_stops_cleanly_and_nothing_crosses_after", Mode::Enforce, |fx| {
         let (daemon, _) = fx.daemon.take().context("no daemon")?;
-        let stats_path = daemon.stats_path().to_path_buf();
+        let socket = daemon.socket().to_path_buf();
+        let codes = daemon.client()?.stats()?.reasons.len();
+        ensure!(codes == sekisho_policy::Reason::CODES.len(), "stats lists {codes} reason codes");
         let (status, summary) = daemon.stop()?;
         ensure!(status.success(), "SIGTERM: exit {status}\n{summary}");
         ensure!(
             summary.contains("lg-in") && summary.contains("lg-out"),
             "no per-interface summary:\n{summary}"
         );
-        let last = Stats::read(&stats_path)?;
-        let codes = sekisho_policy::Reason::CODES.len();
+        ensure!(!socket.exists(), "the control socket {} is still there", socket.display());
+        let history = std::fs::read_to_string(fx.lab.state_dir().join("sekishod/history.jsonl"))?;
         ensure!(
-            last.reasons.len() == codes,
-            "the final stats file has {} of {codes} reason codes",
-            last.reasons.len()
+            history.lines().last().is_some_and(|l| l.contains("\"action\":\"stop\"")),
+            "no stop in the history:\n{history}"
         );
         blocked(
             fx.lab.ping(Ns::Lgwan, addr::LG_TERMINAL, addr::LG_ROUTER),

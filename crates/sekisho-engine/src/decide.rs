@@ -37,7 +37,7 @@ pub(crate) fn tunnel_class(t: Option<Tunnel>) -> u8 {
     t.and_then(|t| TUNNELS.iter().position(|x| *x == t)).map_or(0, |i| i as u8 + 1)
 }
 
-fn class_tunnel(class: u8) -> Option<Tunnel> {
+pub(crate) fn class_tunnel(class: u8) -> Option<Tunnel> {
     TUNNELS.get(usize::from(class).wrapping_sub(1)).copied()
 }
 

@@ -35,6 +35,7 @@ mod link;
 mod monitor;
 mod reason;
 mod resolve;
+mod review;
 mod track;
 
 use std::cell::Cell;
@@ -51,6 +52,7 @@ use sekisho_wire::{parse_ethernet, Ip, L3, L4};
 pub use counters::{CounterSnapshot, LegStats, PortCounters, SideCounters};
 pub use inspect::{Finding, FindingKind, InspectionStats, Seen};
 pub use monitor::{Detection, DetectionKind, MonitorStats};
+pub use review::Review;
 pub use sekisho_flow::{FlowKey, FlowSnapshot, FlowState, TableStats};
 
 /// Which interface of a port a frame arrived on.

@@ -1,12 +1,12 @@
-//! `sekishod run` inside the lab's gateway namespace, and its stats file.
+//! `sekishod run` inside the lab's gateway namespace, read through its control socket.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use serde_json::Value;
+use sekisho_control::Client;
 
 use crate::cmd;
 use crate::lab::{Lab, Ns};
@@ -28,15 +28,15 @@ pub struct Counts {
 /// What moved between two snapshots (only the counters that moved).
 pub type Delta = Counts;
 
-/// One snapshot of the daemon's stats file.
-#[derive(Debug, Clone, Default)]
+/// One snapshot of the daemon's counters (`sekishoctl stats`).
+#[derive(Debug, Clone)]
 pub struct Stats {
     /// `mode`: "enforce" or "monitor".
     pub mode: String,
     /// The counters.
     pub counts: Counts,
-    /// The whole document.
-    pub raw: Value,
+    /// Everything `stats` answered.
+    pub raw: sekisho_control::Stats,
 }
 
 impl std::ops::Deref for Stats {
@@ -47,38 +47,19 @@ impl std::ops::Deref for Stats {
 }
 
 impl Stats {
-    /// Parses a stats document.
-    pub fn parse(text: &str) -> anyhow::Result<Stats> {
-        let raw: Value = serde_json::from_str(text).context("the stats file is not JSON")?;
-        let mode = raw.get("mode").and_then(Value::as_str).unwrap_or_default().to_string();
-        let reasons = raw
-            .get("reasons")
-            .and_then(Value::as_object)
-            .context("the stats file has no \"reasons\" object")?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-            .collect();
+    /// The counters of a `stats` reply.
+    pub fn from_protocol(raw: sekisho_control::Stats) -> Stats {
         let mut sides = BTreeMap::new();
-        for port in raw.get("ports").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
-            for side in ["inside", "outside"] {
-                let Some(s) = port.get(side) else { continue };
-                let iface = s.get("interface").and_then(Value::as_str).unwrap_or(side).to_string();
-                for c in SIDE_COUNTERS {
-                    sides.insert(
-                        (iface.clone(), c.to_string()),
-                        s.get(c).and_then(Value::as_u64).unwrap_or(0),
-                    );
+        for port in &raw.ports {
+            for s in [&port.inside, &port.outside] {
+                let values =
+                    [s.packets, s.bytes, s.forwarded, s.dropped, s.monitored, s.truncated, s.send_errors];
+                for (c, v) in SIDE_COUNTERS.iter().zip(values) {
+                    sides.insert((s.interface.clone(), c.to_string()), v);
                 }
             }
         }
-        Ok(Stats { mode, counts: Counts { reasons, sides }, raw })
-    }
-
-    /// Reads and parses the stats file at `path`.
-    pub fn read(path: &Path) -> anyhow::Result<Stats> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        Stats::parse(&text).with_context(|| format!("in {}", path.display()))
+        Stats { mode: raw.mode.clone(), counts: Counts { reasons: raw.reasons.clone(), sides }, raw }
     }
 
     /// What moved since `before`.
@@ -139,37 +120,44 @@ impl std::fmt::Display for Delta {
     }
 }
 
+/// The name this crate's programs give in their hello.
+const CLIENT: &str = concat!("sekisho-lab ", env!("CARGO_PKG_VERSION"));
+
 /// `sekishod run` running in the lab's gateway namespace. Dropping it kills it.
 pub struct Daemon {
     child: Option<Child>,
-    stats: PathBuf,
+    socket: PathBuf,
     log: PathBuf,
     out: PathBuf,
-    interval: Duration,
     pid: u32,
 }
 
 impl Daemon {
-    /// Starts `sekishod run -c config` in the gateway namespace and waits until it has
-    /// written its stats file (every interface open). Fails with its error output when
-    /// it exits or is not ready within 15 s.
-    pub fn start(lab: &Lab, config: &Path, interval: Duration) -> anyhow::Result<Daemon> {
-        let stats = lab.state_dir().join("stats.json");
+    /// The control socket of a daemon the lab starts.
+    pub fn socket_of(lab: &Lab) -> PathBuf {
+        lab.state_dir().join("control").join("control.sock")
+    }
+
+    /// Starts `sekishod run -c config` in the gateway namespace (control socket
+    /// `<state>/control/control.sock`, history in `<state>/sekishod`) and waits until it
+    /// answers `status` as ready. Fails with its error output when it exits or is not
+    /// ready within 15 s.
+    pub fn start(lab: &Lab, config: &Path) -> anyhow::Result<Daemon> {
+        let socket = Daemon::socket_of(lab);
         let log = lab.state_dir().join("sekishod-run.log");
         let out = lab.state_dir().join("sekishod-run.out");
-        let _ = std::fs::remove_file(&stats);
         let stderr =
             std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let stdout =
             std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
-        let mut c = lab.command(Ns::Gateway, lab.sekishod());
-        c.arg("run").arg("-c").arg(config).arg("--stats-file").arg(&stats);
-        c.arg("--stats-interval-ms").arg(interval.as_millis().to_string());
+        let mut c = lab.command(Ns::Gateway, lab.bin("sekishod"));
+        c.arg("run").arg("-c").arg(config).arg("--control-socket").arg(&socket);
+        c.arg("--state-dir").arg(lab.state_dir().join("sekishod"));
         c.stdin(Stdio::null()).stdout(stdout).stderr(stderr).env("NO_COLOR", "1");
         std::os::unix::process::CommandExt::process_group(&mut c, 0);
         let child = c.spawn().with_context(|| format!("cannot start `{}`", cmd::describe(&c)))?;
         let pid = child.id();
-        let mut daemon = Daemon { child: Some(child), stats, log, out, interval, pid };
+        let mut daemon = Daemon { child: Some(child), socket, log, out, pid };
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = daemon.try_wait()? {
@@ -178,11 +166,15 @@ impl Daemon {
                     daemon.log_text().trim_end()
                 );
             }
-            if daemon.stats.exists() && Stats::read(&daemon.stats).is_ok() {
+            if daemon.client().and_then(|mut c| Ok(c.status()?)).is_ok_and(|s| s.ready && s.pid == pid) {
                 return Ok(daemon);
             }
             if Instant::now() > deadline {
-                bail!("`sekishod run` wrote no stats file within 15 s:\n{}", daemon.log_text().trim_end());
+                bail!(
+                    "`sekishod run` did not answer on {} within 15 s:\n{}",
+                    daemon.socket.display(),
+                    daemon.log_text().trim_end()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -193,9 +185,14 @@ impl Daemon {
         self.pid
     }
 
-    /// The stats file.
-    pub fn stats_path(&self) -> &Path {
-        &self.stats
+    /// Its control socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// A new control connection (as the calling user).
+    pub fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::connect(&self.socket, CLIENT, Duration::from_secs(30))?)
     }
 
     /// Everything the daemon printed on standard error so far (its log).
@@ -220,30 +217,14 @@ impl Daemon {
         matches!(self.try_wait(), Ok(None)) && self.child.is_some()
     }
 
-    /// The stats as last written.
-    pub fn stats(&self) -> anyhow::Result<Stats> {
-        Stats::read(&self.stats)
-    }
-
-    /// Stats written after this call: waits for the next write that began after now (so
-    /// every packet handled before now is counted).
-    pub fn fresh_stats(&mut self) -> anyhow::Result<Stats> {
-        let since = SystemTime::now() + Duration::from_millis(20);
-        let deadline = Instant::now() + self.interval * 4 + Duration::from_secs(2);
-        loop {
-            let modified = std::fs::metadata(&self.stats).and_then(|m| m.modified()).ok();
-            if modified.is_some_and(|m| m >= since) {
-                if let Ok(s) = self.stats() {
-                    return Ok(s);
-                }
-            }
-            if let Some(status) = self.try_wait()? {
-                bail!("`sekishod run` exited ({status}):\n{}", self.log_text().trim_end());
-            }
-            if Instant::now() > deadline {
-                bail!("`sekishod run` did not rewrite {} in time", self.stats.display());
-            }
-            std::thread::sleep(Duration::from_millis(10));
+    /// The counters now (every frame handled before this call is in them).
+    pub fn stats(&mut self) -> anyhow::Result<Stats> {
+        match self.client().and_then(|mut c| Ok(c.stats()?)) {
+            Ok(s) => Ok(Stats::from_protocol(s)),
+            Err(e) => match self.try_wait()? {
+                Some(status) => bail!("`sekishod run` exited ({status}):\n{}", self.log_text().trim_end()),
+                None => Err(e.context("cannot read the daemon's stats")),
+            },
         }
     }
 
@@ -287,25 +268,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stats_parse_and_delta() {
-        let a = Stats::parse(
+    fn stats_and_delta() {
+        let raw: sekisho_control::Stats = serde_json::from_str(
             r#"{"mode":"enforce","generation":1,"reasons":{"allow:path":3,"deny:no-rule":1},
-            "ports":[{"name":"p","inside":{"interface":"lg-in","packets":5,"dropped":1},
-            "outside":{"interface":"lg-out","packets":2}}],"flows":{"flows":0}}"#,
+            "ports":[{"name":"p","zone":"lgwan",
+              "inside":{"interface":"lg-in","packets":5,"bytes":0,"forwarded":4,"dropped":1,"monitored":0,"truncated":0,"send_errors":0,"read_errors":0},
+              "outside":{"interface":"lg-out","packets":2,"bytes":0,"forwarded":2,"dropped":0,"monitored":0,"truncated":0,"send_errors":0,"read_errors":0}}],
+            "zone_pairs":[],"legs":[],
+            "flows":{"active":0,"capacity":10,"inserted":0,"evicted":0,"expired":0,"refused":0},
+            "events":{"recorded":0,"lost":0}}"#,
         )
         .expect("parse");
-        let b = Stats::parse(
-            r#"{"mode":"enforce","reasons":{"allow:path":5,"deny:no-rule":1,"allow:link":9},
-            "ports":[{"name":"p","inside":{"interface":"lg-in","packets":9,"dropped":2},
-            "outside":{"interface":"lg-out","packets":2}}]}"#,
-        )
-        .expect("parse");
+        let a = Stats::from_protocol(raw.clone());
+        let mut more = raw;
+        more.reasons.insert("allow:path".into(), 5);
+        more.reasons.insert("allow:link".into(), 9);
+        more.ports[0].inside.packets = 9;
+        more.ports[0].inside.dropped = 2;
+        let b = Stats::from_protocol(more);
         assert_eq!(a.side("lg-in", "packets"), 5);
         let d = b.since(&a);
         assert_eq!(d.reason("allow:path"), 2);
         assert_eq!(d.reason("deny:no-rule"), 0);
         assert_eq!(d.codes(true), vec!["allow:path"]);
         assert_eq!(d.total("dropped"), 1);
-        assert!(Stats::parse("[]").is_err());
     }
 }

@@ -1,5 +1,7 @@
-//! `sekishod lab demo`: the lab, `sekishod run` on `configs/lab.toml`, and a scripted
-//! set of allowed and forbidden connections with real clients, shown as a table.
+//! `sekisho-lab demo`: the lab, `sekishod run` on `configs/lab.toml`, `sekishoctl
+//! status`, a scripted set of allowed and forbidden connections with real clients shown
+//! as a table with the reason counter that moved (read through the control socket), and
+//! a reload with commit-confirm that cuts a live connection and rolls back by itself.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,15 +9,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::daemon::{Daemon, Delta};
+use crate::daemon::{Daemon, Delta, Stats};
 use crate::lab::{addr, Lab, Ns, UpOptions};
 use crate::probe::{Attempt, MailProbe};
 
 /// The lab policy, used when `configs/lab.toml` is not found on disk.
 const LAB_TOML: &str = include_str!("../../../configs/lab.toml");
 
-/// How often the daemon rewrites its stats file during the demo.
-const STATS_INTERVAL: Duration = Duration::from_millis(200);
+/// The commit-confirm window of the demo's reload.
+const CONFIRM_S: u32 = 6;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -254,14 +256,14 @@ fn word(pass: bool) -> &'static str {
     }
 }
 
-/// Finds the configuration: the given path, or beside the binary's workspace, or the
-/// copy built into the binary (written into the lab's state directory).
-fn resolve_config(config: &Path, sekishod: &Path, lab: &Lab) -> anyhow::Result<PathBuf> {
+/// Finds the configuration: the given path, or beside the programs' workspace, or the
+/// copy built into the program (written into the lab's state directory).
+fn resolve_config(config: &Path, bin_dir: &Path, lab: &Lab) -> anyhow::Result<PathBuf> {
     if config.exists() {
         return Ok(config.to_path_buf());
     }
-    // target/<profile>/sekishod -> <workspace>/configs/lab.toml
-    if let Some(ws) = sekishod.parent().and_then(Path::parent).and_then(Path::parent) {
+    // target/<profile>/ -> <workspace>/configs/lab.toml
+    if let Some(ws) = bin_dir.parent().and_then(Path::parent) {
         let candidate = ws.join(config);
         if candidate.exists() {
             return Ok(candidate);
@@ -275,8 +277,130 @@ fn resolve_config(config: &Path, sekishod: &Path, lab: &Lab) -> anyhow::Result<P
     bail!("configuration {} not found", config.display())
 }
 
+/// Runs `sekishoctl ARGS` against the daemon and prints its output, indented.
+fn sekishoctl(lab: &Lab, daemon: &Daemon, args: &[&str]) -> anyhow::Result<()> {
+    let mut c = std::process::Command::new(lab.bin("sekishoctl"));
+    c.arg("--socket").arg(daemon.socket()).args(args);
+    let out = crate::cmd::run(&mut c, None, Duration::from_secs(30))?;
+    println!("$ sekishoctl {}", args.join(" "));
+    for line in out.stdout_text().lines().chain(out.stderr_text().lines()) {
+        println!("   | {line}");
+    }
+    if out.code != Some(0) {
+        bail!("`sekishoctl {}` failed ({})", args.join(" "), out.summary());
+    }
+    Ok(())
+}
+
+/// The lab policy without its screen-transfer path: what the demo's reload tries.
+fn without_screen_transfer(text: &str) -> anyhow::Result<String> {
+    let start = text.find("[[path]]\n# 画面転送").context("the lab policy has no screen-transfer path")?;
+    let end =
+        text[start..].find("\n# ----").map(|i| start + i).context("the screen-transfer path has no end")?;
+    Ok(format!("{}{}", &text[..start], &text[end..]))
+}
+
+struct Table {
+    rows: Vec<Row>,
+    before: Stats,
+}
+
+const WIDTH: usize = 86;
+
+impl Table {
+    /// Runs one check and prints its row.
+    fn check(&mut self, lab: &Lab, daemon: &mut Daemon, c: Check) -> anyhow::Result<()> {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            bail!("interrupted");
+        }
+        let attempt = (c.probe)(lab).with_context(|| format!("running check {:?}", c.connection))?;
+        let after = daemon.stats()?;
+        let delta = after.since(&self.before);
+        self.before = after;
+        let codes = delta.codes(attempt.passed);
+        let ok = attempt.passed == c.expect_pass && delta.reason(c.reason) > 0;
+        let reason = if codes.is_empty() { "-".to_string() } else { codes.join(",") };
+        let mark = if ok { "" } else { "   <-- NOT AS EXPECTED" };
+        let detail: String = attempt.detail.chars().take(40).collect();
+        println!(
+            "{:>2}  {:<WIDTH$}  {:<8}  {:<8}  {:<26}  {detail}{mark}",
+            self.rows.len() + 1,
+            c.connection,
+            word(c.expect_pass),
+            word(attempt.passed),
+            reason
+        );
+        self.rows.push(Row {
+            connection: c.connection,
+            expected: word(c.expect_pass),
+            observed: word(attempt.passed),
+            reason,
+            want: c.reason,
+            ok,
+            detail: attempt.detail,
+            delta,
+        });
+        Ok(())
+    }
+}
+
+/// The reload: a policy without the screen-transfer path, on trial for [`CONFIRM_S`]
+/// seconds while an RDP session is open; it is cut, a new one is refused, nobody
+/// confirms, the daemon rolls back by itself, RDP passes again.
+fn reload_demo(lab: &Lab, daemon: &mut Daemon, table: &mut Table, config: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("cannot read {}", config.display()))?;
+    let trial = lab.state_dir().join("lab-without-screen-transfer.toml");
+    std::fs::write(&trial, without_screen_transfer(&text)?)?;
+    // A live RDP session (lgwan terminal -> VDI host), held open during the reload.
+    let mut session = lab.command(Ns::Lgwan, "socat");
+    session.args(["-u", "EXEC:sleep 30", &format!("TCP:{}:3389,bind={}", addr::IN_VDI, addr::LG_TERMINAL)]);
+    session.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut session = session.spawn().context("cannot start socat")?;
+    std::thread::sleep(Duration::from_millis(500));
+    println!();
+    let confirm = CONFIRM_S.to_string();
+    let trial_arg = trial.display().to_string();
+    let shown = sekishoctl(lab, daemon, &["reload", "--confirm", &confirm, &trial_arg]);
+    let _ = crate::cmd::stop_child(&mut session, Duration::from_secs(1));
+    shown?;
+    println!();
+    table.check(
+        lab,
+        daemon,
+        check(
+            "(policy on trial, screen transfer removed) lgwan terminal -> VDI 203.0.113.50:3389",
+            false,
+            "deny:unsanitized-crossing",
+            |l| l.rdp(Ns::Lgwan, addr::LG_TERMINAL, addr::IN_VDI),
+        ),
+    )?;
+    println!("    ... nobody confirms; waiting for the automatic rollback ({CONFIRM_S} s)");
+    let deadline = Instant::now() + Duration::from_secs(u64::from(CONFIRM_S) + 10);
+    loop {
+        let status = daemon.client()?.status()?;
+        if status.last_rollback.as_ref().is_some_and(|r| r.automatic) && status.pending.is_none() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the daemon did not roll back by itself within {} s", CONFIRM_S + 10);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!();
+    sekishoctl(lab, daemon, &["status"])?;
+    println!();
+    table.check(
+        lab,
+        daemon,
+        check("(rolled back by itself) lgwan terminal -> VDI 203.0.113.50:3389", true, "allow:path", |l| {
+            l.rdp(Ns::Lgwan, addr::LG_TERMINAL, addr::IN_VDI)
+        }),
+    )
+}
+
 /// Runs the demo; true when every expected outcome was observed.
-pub fn run(prefix: &str, config: &Path, sekishod: &Path) -> anyhow::Result<bool> {
+pub fn run(prefix: &str, config: &Path, bin_dir: &Path) -> anyhow::Result<bool> {
     let start = Instant::now();
     // SAFETY: `on_signal` only stores to an atomic, which is async-signal-safe.
     unsafe {
@@ -288,57 +412,39 @@ pub fn run(prefix: &str, config: &Path, sekishod: &Path) -> anyhow::Result<bool>
             bail!("the demo needs {tool} (apt-get install iputils-ping curl swaks socat)");
         }
     }
+    for program in ["sekishod", "sekishoctl"] {
+        if !bin_dir.join(program).is_file() {
+            bail!(
+                "{} is missing: build it beside sekisho-lab (cargo build --release -p sekishod -p sekishoctl -p sekisho-lab)",
+                bin_dir.join(program).display()
+            );
+        }
+    }
     println!("== sekisho lab demo: building the lab ({prefix}*)");
     let lab = Lab::up(&UpOptions {
         prefix: prefix.to_string(),
-        sekishod: sekishod.to_path_buf(),
+        bin_dir: bin_dir.to_path_buf(),
         services: true,
         offloads_off: false,
     })?;
     print!("{}", lab.describe());
-    let config = resolve_config(config, sekishod, &lab)?;
+    let config = resolve_config(config, bin_dir, &lab)?;
     println!("== starting `sekishod run -c {}` in {}", config.display(), lab.ns(Ns::Gateway));
-    let mut daemon = Daemon::start(&lab, &config, STATS_INTERVAL).context("starting the daemon")?;
-    println!("   ready (pid {}, stats in {})", daemon.pid(), daemon.stats_path().display());
+    let mut daemon = Daemon::start(&lab, &config).context("starting the daemon")?;
+    println!("   ready (pid {}, control socket {})", daemon.pid(), daemon.socket().display());
     println!();
-    let width = 86;
-    println!(" #  {:<width$}  {:<8}  {:<8}  {:<26}  detail", "connection", "expected", "observed", "reason");
-    println!("{}", "-".repeat(width + 70));
-    let mut rows = Vec::new();
-    let mut before = daemon.fresh_stats()?;
-    for (i, c) in checks().into_iter().enumerate() {
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            bail!("interrupted");
-        }
-        let attempt = (c.probe)(&lab).with_context(|| format!("running check {:?}", c.connection))?;
-        let after = daemon.fresh_stats()?;
-        let delta = after.since(&before);
-        before = after;
-        let codes = delta.codes(attempt.passed);
-        let ok = attempt.passed == c.expect_pass && delta.reason(c.reason) > 0;
-        let reason = if codes.is_empty() { "-".to_string() } else { codes.join(",") };
-        let mark = if ok { "" } else { "   <-- NOT AS EXPECTED" };
-        let detail: String = attempt.detail.chars().take(40).collect();
-        println!(
-            "{:>2}  {:<width$}  {:<8}  {:<8}  {:<26}  {detail}{mark}",
-            i + 1,
-            c.connection,
-            word(c.expect_pass),
-            word(attempt.passed),
-            reason
-        );
-        rows.push(Row {
-            connection: c.connection,
-            expected: word(c.expect_pass),
-            observed: word(attempt.passed),
-            reason,
-            want: c.reason,
-            ok,
-            detail: attempt.detail,
-            delta,
-        });
+    sekishoctl(&lab, &daemon, &["status"])?;
+    println!();
+    println!(" #  {:<WIDTH$}  {:<8}  {:<8}  {:<26}  detail", "connection", "expected", "observed", "reason");
+    println!("{}", "-".repeat(WIDTH + 70));
+    let before = daemon.stats()?;
+    let mut table = Table { rows: Vec::new(), before };
+    for c in checks() {
+        table.check(&lab, &mut daemon, c)?;
     }
+    reload_demo(&lab, &mut daemon, &mut table, &config)?;
     println!();
+    let rows = table.rows;
     let failed: Vec<&Row> = rows.iter().filter(|r| !r.ok).collect();
     for r in &failed {
         println!(
@@ -346,6 +452,7 @@ pub fn run(prefix: &str, config: &Path, sekishod: &Path) -> anyhow::Result<bool>
             r.connection, r.expected, r.want, r.observed, r.detail, r.delta
         );
     }
+    sekishoctl(&lab, &daemon, &["history", "--limit", "4"])?;
     println!("== stopping sekishod (SIGTERM)");
     let (status, summary) = daemon.stop()?;
     for line in summary.lines().take(60) {

@@ -167,8 +167,9 @@ pub const SEGMENTS: [Segment; 4] = [
 pub struct UpOptions {
     /// Namespace-name prefix (`sk-` gives `sk-gw`, `sk-core`, ...).
     pub prefix: String,
-    /// The `sekishod` binary (services run as hidden `sekishod lab ...` subcommands).
-    pub sekishod: PathBuf,
+    /// The directory holding `sekishod`, `sekishoctl` and `sekisho-lab` (the lab's
+    /// services run as hidden `sekisho-lab ...` subcommands).
+    pub bin_dir: PathBuf,
     /// Whether to start the lab services.
     pub services: bool,
     /// Switch the hosts' and the router's transmit offloads off (checksum, TSO). By
@@ -196,7 +197,7 @@ pub struct ServiceInfo {
 pub struct Lab {
     prefix: String,
     state: PathBuf,
-    sekishod: PathBuf,
+    bin_dir: PathBuf,
     children: Vec<Child>,
     services: Vec<ServiceInfo>,
     attached: bool,
@@ -244,7 +245,7 @@ pub fn teardown(prefix: &str) -> anyhow::Result<Vec<String>> {
                 // Only a process that still is a lab service (pids get reused).
                 let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                 let cmdline = String::from_utf8_lossy(&cmdline);
-                let ours = cmdline.contains("sekishod") || cmdline.contains("file_sanitizer.py");
+                let ours = cmdline.contains("sekisho-lab") || cmdline.contains("file_sanitizer.py");
                 if ours && cmd::alive(pid) {
                     cmd::stop_pid(pid, Duration::from_secs(2));
                     done.push(format!("stopped {} (pid {pid})", name.unwrap_or("?")));
@@ -304,13 +305,15 @@ impl Lab {
         }
         let state = state_dir(&options.prefix);
         std::fs::create_dir_all(&state).with_context(|| format!("cannot create {}", state.display()))?;
-        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700))?;
+        // Others may pass through (not list): the control socket lives in a 0750
+        // directory inside, reachable by the users its ACL names.
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o711))?;
         std::fs::write(state.join("prefix"), &options.prefix)?;
         // From here on, a failure drops `lab`, which tears down what was built.
         let mut lab = Lab {
             prefix: options.prefix.clone(),
             state,
-            sekishod: options.sekishod.clone(),
+            bin_dir: options.bin_dir.clone(),
             children: Vec::new(),
             services: Vec::new(),
             attached: true,
@@ -338,9 +341,9 @@ impl Lab {
         self.state.join("mail-lgwan")
     }
 
-    /// The `sekishod` binary.
-    pub fn sekishod(&self) -> &Path {
-        &self.sekishod
+    /// The program `name` (`sekishod`, `sekishoctl`, `sekisho-lab`) of this build.
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
     }
 
     /// The services started.
@@ -523,7 +526,7 @@ impl Lab {
         let py = state.join("file_sanitizer.py");
         std::fs::write(&py, FILE_SANITIZER_PY)?;
 
-        let exe: OsString = self.sekishod.clone().into();
+        let exe: OsString = self.bin("sekisho-lab").into();
         let os = |s: &str| OsString::from(s);
         let path = |p: &Path| p.as_os_str().to_owned();
         let ready_file = |name: &str| ready.join(name);
@@ -537,7 +540,6 @@ impl Lab {
             &relay,
             vec![
                 exe.clone(),
-                os("lab"),
                 os("smtp-relay"),
                 os("--listen"),
                 os(&relay),
@@ -560,7 +562,6 @@ impl Lab {
             &sink,
             vec![
                 exe.clone(),
-                os("lab"),
                 os("smtp-sink"),
                 os("--listen"),
                 os(&sink),
@@ -607,7 +608,7 @@ impl Lab {
             ("terminal-rdp", Ns::Lgwan, format!("{}:3389", addr::LG_TERMINAL), ""),
         ] {
             let r = ready_file(name);
-            let mut args = vec![exe.clone(), os("lab"), os("tcp-echo"), os("--listen"), os(&listen)];
+            let mut args = vec![exe.clone(), os("tcp-echo"), os("--listen"), os(&listen)];
             if !banner.is_empty() {
                 args.extend([os("--banner"), os(banner)]);
             }

@@ -1,17 +1,20 @@
-//! The sekisho lab: DESIGN.md's topology in network namespaces, with real sanitiser
+//! The sekisho lab: the deployment topology in network namespaces, with real sanitiser
 //! relays, so that anyone (a user, the end-to-end tests, the benchmark) can watch
-//! `sekishod run` enforce 三層分離 with real traffic.
+//! `sekishod run` enforce 三層分離 with real traffic. Its own program, `sekisho-lab`: the
+//! daemon does not link it; the lab drives `sekishod` and reads it through its control
+//! socket (`sekisho-control`).
 //!
-//! - `sekishod lab up [--prefix sk-]`: builds the namespaces `<prefix>gw` (the eight port
+//! - `sekisho-lab up [--prefix sk-]`: builds the namespaces `<prefix>gw` (the eight port
 //!   interfaces of `configs/lab.toml`, no addresses, no forwarding: nothing crosses until
 //!   `sekishod run` runs there), `<prefix>core` (the core router) and one host namespace
 //!   per zone (`<prefix>mn`, `<prefix>lg`, `<prefix>in`, `<prefix>sz`); starts the lab
 //!   services; prints what it made. State (pids, logs, mail, certificates) lives in
 //!   `/run/sekisho-lab-<prefix>/`.
-//! - `sekishod lab down [--prefix sk-]`: stops the services and deletes the namespaces.
-//! - `sekishod lab demo`: up, `sekishod run -c configs/lab.toml` in the gateway, a table
-//!   of allowed and forbidden connections made with real clients, down. Exit 0 only when
-//!   every expected outcome was observed.
+//! - `sekisho-lab down [--prefix sk-]`: stops the services and deletes the namespaces.
+//! - `sekisho-lab demo`: up, `sekishod run -c configs/lab.toml` in the gateway,
+//!   `sekishoctl status`, a table of allowed and forbidden connections made with real
+//!   clients, a reload with commit-confirm that rolls back by itself, down. Exit 0 only
+//!   when every expected outcome was observed.
 //!
 //! Services: the mail text-ification relay on 198.18.40.10:25 (delivers to the LGWAN
 //! mail host 198.18.20.25:25, which stores each message as a file), the file sanitiser
@@ -42,8 +45,13 @@ pub use daemon::{Counts, Daemon, Delta, Stats};
 pub use lab::{addr, Lab, Ns, UpOptions, DEFAULT_PREFIX};
 pub use probe::{Attempt, MailProbe};
 
-/// `sekishod lab ...` arguments.
-#[derive(clap::Args)]
+/// `sekisho-lab ...` arguments.
+#[derive(clap::Parser)]
+#[command(
+    name = "sekisho-lab",
+    version,
+    about = "The sekisho lab: network namespaces, sanitiser relays, the demo"
+)]
 pub struct Args {
     #[command(subcommand)]
     command: Command,
@@ -72,8 +80,9 @@ enum Command {
         #[arg(long, default_value = DEFAULT_PREFIX)]
         prefix: String,
     },
-    /// Lab up, `sekishod run` on the lab policy, allowed and forbidden connections with
-    /// real clients in a table, lab down. Exit 0 only if every expected outcome is seen.
+    /// Lab up, `sekishod run` on the lab policy, `sekishoctl status`, allowed and
+    /// forbidden connections with real clients in a table, a reload with commit-confirm,
+    /// lab down. Exit 0 only if every expected outcome is seen.
     Demo {
         /// Namespace-name prefix.
         #[arg(long, default_value = DEFAULT_PREFIX)]
@@ -132,25 +141,28 @@ fn ready(file: Option<PathBuf>) -> impl FnOnce() -> anyhow::Result<()> {
     }
 }
 
-/// Runs a lab command; `sekishod` is the path of the daemon binary. Returns false when a
-/// check said no (the demo saw an unexpected outcome).
-pub fn run(args: Args, sekishod: &Path) -> anyhow::Result<bool> {
+/// Runs a lab command; `bin_dir` holds `sekishod`, `sekishoctl` and `sekisho-lab`.
+/// Returns false when a check said no (the demo saw an unexpected outcome).
+pub fn run(args: Args, bin_dir: &Path) -> anyhow::Result<bool> {
     match args.command {
         Command::Up { prefix, no_services, offloads_off } => {
             let lab = Lab::up(&UpOptions {
                 prefix: prefix.clone(),
-                sekishod: sekishod.to_path_buf(),
+                bin_dir: bin_dir.to_path_buf(),
                 services: !no_services,
                 offloads_off,
             })?;
             print!("{}", lab.describe());
+            let socket = Daemon::socket_of(&lab);
             println!(
-                "next: ip netns exec {} {} run -c configs/lab.toml --stats-file {}/stats.json",
+                "next: ip netns exec {} {} run -c configs/lab.toml --control-socket {} --state-dir {}/sekishod",
                 lab.ns(Ns::Gateway),
-                sekishod.display(),
+                lab.bin("sekishod").display(),
+                socket.display(),
                 lab.state_dir().display()
             );
-            println!("      (until then nothing crosses between zones); `sekishod lab down --prefix {prefix}` removes it");
+            println!("      then: {} --socket {} status", lab.bin("sekishoctl").display(), socket.display());
+            println!("      (until then nothing crosses between zones); `sekisho-lab down --prefix {prefix}` removes it");
             lab.detach();
             Ok(true)
         }
@@ -168,7 +180,7 @@ pub fn run(args: Args, sekishod: &Path) -> anyhow::Result<bool> {
             }
             Ok(true)
         }
-        Command::Demo { prefix, config } => demo::run(&prefix, &config, sekishod),
+        Command::Demo { prefix, config } => demo::run(&prefix, &config, bin_dir),
         Command::SmtpRelay { listen, deliver, source, hostname, ready_file } => {
             let relay =
                 smtp::Relay { deliver, source, hostname: hostname.clone(), timeout: Duration::from_secs(10) };

@@ -53,6 +53,8 @@ codes! {
         UnknownValue = "E-VALUE-UNKNOWN",
         /// `[daemon] control_socket` is not a usable socket path.
         ControlSocket = "E-DAEMON-SOCKET",
+        /// A `[control]` group name that is not a valid system group name.
+        ControlGroup = "E-CONTROL-GROUP",
         /// `[daemon] workers` out of range.
         Workers = "E-DAEMON-WORKERS",
         /// A `[flow]` number out of range.

@@ -47,9 +47,9 @@ pub use crate::load::{
     MAX_INSPECT_DEPTH, MIN_INSPECT_DEPTH,
 };
 pub use crate::model::{
-    App, Connection, Endpoint, Exception, ExceptionId, FlowSettings, InspectSettings, Io, Leg, Method, Mode,
-    MonitorSettings, Path, PathId, Port, PortId, PortRange, PortSide, Proto, Rule, RuleId, Service,
-    ServiceId, SniPattern, Zone, ZoneId, ZoneKind, MAX_WORKERS,
+    App, Connection, ControlSettings, Endpoint, Exception, ExceptionId, FlowSettings, InspectSettings, Io,
+    Leg, Method, Mode, MonitorSettings, Path, PathId, Port, PortId, PortRange, PortSide, Proto, Rule, RuleId,
+    Service, ServiceId, SniPattern, Zone, ZoneId, ZoneKind, MAX_WORKERS,
 };
 pub use crate::reason::{Decision, Reason, ReasonName};
 pub use crate::time::Timestamp;
@@ -62,6 +62,7 @@ pub const EXPIRY_NOTICE: Timestamp = Timestamp::from_secs(30 * 86_400);
 pub struct Policy {
     mode: Mode,
     control_socket: String,
+    control: ControlSettings,
     io: Io,
     workers: u16,
     flow: FlowSettings,
@@ -102,6 +103,16 @@ impl Policy {
     /// The control socket path (`[daemon] control_socket`).
     pub fn control_socket(&self) -> &str {
         &self.control_socket
+    }
+
+    /// Who may use the control socket (`[control]`).
+    pub fn control(&self) -> &ControlSettings {
+        &self.control
+    }
+
+    /// The same policy in another mode (what `sekishoctl mode` swaps in).
+    pub fn with_mode(&self, mode: Mode) -> Policy {
+        Policy { mode, ..self.clone() }
     }
 
     /// Flow-table settings (`[flow]`).
@@ -327,8 +338,8 @@ mod docs {
     //! The configuration documents name every key, code and reason sekisho knows.
 
     use crate::raw::{
-        fields_of, RawDaemon, RawException, RawFlow, RawInspect, RawLeg, RawLink, RawMonitor, RawPath,
-        RawPort, RawRule, RawService, RawZone,
+        fields_of, RawControl, RawDaemon, RawException, RawFlow, RawInspect, RawLeg, RawLink, RawMonitor,
+        RawPath, RawPort, RawRule, RawService, RawZone,
     };
     use crate::{ErrorCode, Reason, WarningCode};
 
@@ -341,6 +352,7 @@ mod docs {
     fn every_key_code_and_reason_is_documented() {
         let keys = [
             fields_of::<RawDaemon>(),
+            fields_of::<RawControl>(),
             fields_of::<RawFlow>(),
             fields_of::<RawInspect>(),
             fields_of::<RawMonitor>(),

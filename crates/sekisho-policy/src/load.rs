@@ -10,13 +10,15 @@ use serde::de::DeserializeOwned;
 use crate::compile::{touched, Compiled};
 use crate::error::{ConfigError, ConfigErrors, ConfigWarning, ErrorCode, WarningCode};
 use crate::model::{
-    App, Endpoint, Exception, FlowSettings, InspectSettings, Io, Leg, Method, Mode, MonitorSettings, Path,
-    Port, PortRange, Proto, Rule, Service, ServiceId, SniPattern, Zone, ZoneId, ZoneKind, MAX_WORKERS,
+    App, ControlSettings, Endpoint, Exception, FlowSettings, InspectSettings, Io, Leg, Method, Mode,
+    MonitorSettings, Path, Port, PortRange, Proto, Rule, Service, ServiceId, SniPattern, Zone, ZoneId,
+    ZoneKind, MAX_WORKERS,
 };
 use crate::raw::Flag;
 use crate::raw::{
-    describe, fields_of, one_line, str_key, type_name, Int, PortEntry, RawAlert, RawDaemon, RawException,
-    RawFlow, RawInspect, RawLeg, RawLink, RawMonitor, RawPath, RawPort, RawRule, RawService, RawZone, Text,
+    describe, fields_of, one_line, str_key, type_name, Int, PortEntry, RawAlert, RawControl, RawDaemon,
+    RawException, RawFlow, RawInspect, RawLeg, RawLink, RawMonitor, RawPath, RawPort, RawRule, RawService,
+    RawZone, Text,
 };
 use crate::route;
 use crate::time::parse_expires;
@@ -46,7 +48,7 @@ pub const MAX_FLOW_CAPACITY: usize = 100_000_000;
 /// Largest accepted flow timeout, in seconds (30 days).
 pub const MAX_FLOW_TIMEOUT_S: u64 = 30 * 24 * 3600;
 
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "daemon",
     "flow",
     "inspect",
@@ -59,6 +61,7 @@ const SECTIONS: [&str; 12] = [
     "exception",
     "rule",
     "alert",
+    "control",
 ];
 
 /// Smallest accepted `[inspect] depth` (bytes per direction).
@@ -163,6 +166,8 @@ impl Loader {
 
         let daemon = self.table_section::<RawDaemon>(&mut root, "daemon");
         let (mode, control_socket, io, workers) = self.daemon(daemon);
+        let control = self.table_section::<RawControl>(&mut root, "control");
+        let control = self.control(control);
         let flow = self.table_section::<RawFlow>(&mut root, "flow");
         let flow = self.flow(flow);
         let inspect = self.table_section::<RawInspect>(&mut root, "inspect");
@@ -262,6 +267,7 @@ impl Loader {
         Some(Policy {
             mode,
             control_socket,
+            control,
             io,
             workers,
             flow,
@@ -540,6 +546,32 @@ impl Loader {
             }
         }
         (mode, socket, io, workers)
+    }
+
+    fn control(&mut self, raw: Option<RawControl>) -> ControlSettings {
+        let mut out = ControlSettings::default();
+        let Some(raw) = raw else {
+            return out;
+        };
+        for (key, value, slot) in [
+            ("admin_group", raw.admin_group, &mut out.admin_group),
+            ("read_group", raw.read_group, &mut out.read_group),
+        ] {
+            let Some(Text(name)) = value else { continue };
+            if is_group_name(&name) {
+                *slot = Some(name);
+            } else {
+                self.err(
+                    ErrorCode::ControlGroup,
+                    "[control]",
+                    format!(
+                        "{key} {name:?} is not a group name: use 1 to 32 characters a-z 0-9 _ -, starting \
+                         with a letter or _ (e.g. \"sekisho-admin\"); create the group with `groupadd`"
+                    ),
+                );
+            }
+        }
+        out
     }
 
     fn flow(&mut self, raw: Option<RawFlow>) -> FlowSettings {
@@ -1844,6 +1876,14 @@ fn zone_of_index(index: &[(IpNetwork, ZoneId)], addr: IpAddr) -> Option<ZoneId> 
 }
 
 /// Linux interface name rules: 1-15 bytes, no '/', ':' or whitespace, not "." or "..".
+/// A portable system group name (the shadow-utils rule, without the trailing `$`).
+fn is_group_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    (1..=32).contains(&name.len())
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
 fn check_interface(name: &str) -> Result<(), String> {
     if name.is_empty()
         || name.len() > 15

@@ -69,6 +69,18 @@ impl Mode {
     }
 }
 
+/// Who may use the control socket (`[control]`): root always may do everything;
+/// members of `admin_group` may change things, members of `read_group` may only look.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ControlSettings {
+    /// The group whose members may reload, confirm, roll back, change the mode and
+    /// kill flows (`admin_group`; none: only root).
+    pub admin_group: Option<String>,
+    /// The group whose members may look: status, stats, flows, explain, events
+    /// (`read_group`; none: only root and `admin_group`).
+    pub read_group: Option<String>,
+}
+
 /// How the data plane reads and writes frames (`[daemon] io`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Io {

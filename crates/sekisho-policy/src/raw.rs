@@ -118,6 +118,14 @@ pub(crate) struct RawDaemon {
     pub workers: Option<Int>,
 }
 
+/// `[control]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControl {
+    pub admin_group: Option<Text>,
+    pub read_group: Option<Text>,
+}
+
 /// `[flow]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

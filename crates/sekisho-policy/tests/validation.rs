@@ -544,6 +544,23 @@ fn daemon_and_link_settings() {
 }
 
 #[test]
+fn control_groups() {
+    let e = errors("[control]\nadmin_group = \"Wheel Users\"\nread_group = \"\"\nreadgroup = \"x\"\n");
+    has(&e, "[control]", &["admin_group \"Wheel Users\" is not a group name"]);
+    has(&e, "[control]", &["read_group \"\" is not a group name"]);
+    has(&e, "[control]", &["unknown key `readgroup`", "did you mean `read_group`?"]);
+    let text =
+        format!("{BASE}\n[control]\nadmin_group = \"sekisho-admin\"\nread_group = \"_sekisho_read\"\n");
+    let p = load_str(&text, "t").unwrap();
+    assert_eq!(p.control().admin_group.as_deref(), Some("sekisho-admin"));
+    assert_eq!(p.control().read_group.as_deref(), Some("_sekisho_read"));
+    let monitor = p.with_mode(sekisho_policy::Mode::Monitor);
+    assert_eq!(monitor.mode(), sekisho_policy::Mode::Monitor);
+    assert_eq!(monitor.rules(), p.rules());
+    assert!(load_str(BASE, "t").unwrap().control().admin_group.is_none());
+}
+
+#[test]
 fn mynumber_never_with_internet_or_sanitization() {
     let e = errors(
         r#"

@@ -3,8 +3,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use sekisho_control::{ExceptionRef, Explanation, LapsedRef, ZoneRef};
 use sekisho_policy::{Connection, Endpoint, Policy, Reason, ServiceId, Timestamp, ZoneId};
-use serde_json::json;
 
 use crate::{load_policy, parse_at, wall_clock, Outcome, UsageError};
 
@@ -31,7 +31,7 @@ pub(crate) struct Args {
     json: bool,
 }
 
-fn protocol_number(proto: &str) -> Result<u8, UsageError> {
+pub(crate) fn protocol_number(proto: &str) -> Result<u8, UsageError> {
     match proto.to_ascii_lowercase().as_str() {
         "tcp" => Ok(6),
         "udp" => Ok(17),
@@ -114,103 +114,85 @@ fn matched_text(policy: &Policy, reason: Reason) -> String {
     }
 }
 
-/// `ADDR`, `ADDR:PORT`, or `[V6]:PORT`.
-pub(crate) fn socket_text(addr: IpAddr, port: Option<u16>) -> String {
-    match (addr, port) {
-        (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
-        (a, Some(p)) => format!("{a}:{p}"),
-        (a, None) => a.to_string(),
-    }
-}
-
-/// The exception that allowed this connection until it expired, in words and as JSON.
-fn lapsed(policy: &Policy, conn: &Connection, now: Timestamp) -> Option<(String, serde_json::Value)> {
+/// The exception that allowed this connection until it expired.
+fn lapsed(policy: &Policy, conn: &Connection, now: Timestamp) -> Option<LapsedRef> {
     let id = policy.lapsed_exception(conn, now)?;
     let x = policy.exceptions().get(id.index())?;
     let expired = x.expires.map(|t| t.expiry_text()).unwrap_or_default();
-    let text = format!(
-        "exception \"{}\" (approval {}) allowed this connection until it expired ({expired})",
-        x.name, x.approval
-    );
-    let doc = json!({ "name": x.name, "approval": x.approval, "expired": expired });
-    Some((text, doc))
+    Some(LapsedRef { name: x.name.clone(), approval: x.approval.clone(), expired })
+}
+
+/// A connection to explain, parsed from the command line's or the control request's
+/// arguments (`--proto`, `--src`, `--dst`).
+pub(crate) struct Query {
+    pub proto: String,
+    pub conn: Connection,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+}
+
+/// Parses `--proto`, `--src`, `--dst` as `sekishod explain` takes them.
+pub(crate) fn query(proto: &str, src: &str, dst: &str) -> Result<Query, UsageError> {
+    let protocol = protocol_number(proto)?;
+    let (src_addr, sport) = parse_socket(src, "--src")?;
+    let (dst_addr, dport) = parse_socket(dst, "--dst")?;
+    if matches!(protocol, 6 | 17) && dport.is_none() {
+        return Err(UsageError(format!("--dst {dst:?}: {proto} needs a port (ADDR:PORT)")));
+    }
+    let conn =
+        Connection { protocol, initiator: src_addr, responder: dst_addr, responder_port: dport.unwrap_or(0) };
+    Ok(Query { proto: proto.to_ascii_lowercase(), conn, sport, dport })
+}
+
+/// The policy's decision on `q` at `now`, and what made it.
+pub(crate) fn explain(policy: &Policy, q: &Query, now: Timestamp) -> Explanation {
+    let decision = policy.decide(&q.conn, now);
+    let zone = |z: Option<ZoneId>| {
+        z.and_then(|z| policy.zone(z)).map(|z| ZoneRef {
+            name: z.name.clone(),
+            kind: z.kind.as_str().to_owned(),
+            kind_ja: z.kind.japanese().to_owned(),
+        })
+    };
+    let exception = match decision.reason {
+        Reason::Exception(id) => policy.exceptions().get(id.index()).map(|x| ExceptionRef {
+            name: x.name.clone(),
+            approval: x.approval.clone(),
+            expires: x.expires.map(|t| t.expiry_text()),
+        }),
+        _ => None,
+    };
+    Explanation {
+        proto: q.proto.clone(),
+        src: q.conn.initiator.to_string(),
+        sport: q.sport,
+        dst: q.conn.responder.to_string(),
+        dport: q.dport,
+        initiator_zone: zone(decision.initiator_zone),
+        responder_zone: zone(decision.responder_zone),
+        verdict: if decision.allowed() { "allow" } else { "deny" }.to_owned(),
+        reason: policy.reason_name(decision.reason).to_string(),
+        matched: matched_text(policy, decision.reason),
+        valid_until_unix: decision.valid_until.map(|t| t.as_secs()),
+        exception,
+        lapsed_exception: if decision.allowed() { None } else { lapsed(policy, &q.conn, now) },
+        at: now.to_jst(),
+        flows: None,
+    }
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let policy = load_policy(&args.config)?;
-    let protocol = protocol_number(&args.proto)?;
-    let (src, sport) = parse_socket(&args.src, "--src")?;
-    let (dst, dport) = parse_socket(&args.dst, "--dst")?;
-    let has_ports = matches!(protocol, 6 | 17);
-    if has_ports && dport.is_none() {
-        return Err(
-            UsageError(format!("--dst {:?}: {} needs a port (ADDR:PORT)", args.dst, args.proto)).into()
-        );
-    }
+    let q = query(&args.proto, &args.src, &args.dst)?;
     let now = match &args.at {
         Some(at) => parse_at(at)?,
         None => wall_clock(),
     };
-    let conn = Connection { protocol, initiator: src, responder: dst, responder_port: dport.unwrap_or(0) };
-    let decision = policy.decide(&conn, now);
-    let zone = |z: Option<ZoneId>| {
-        z.and_then(|z| policy.zone(z)).map(|z| (z.name.clone(), z.kind.as_str(), z.kind.japanese()))
-    };
-    let (iz, rz) = (zone(decision.initiator_zone), zone(decision.responder_zone));
-    let reason = policy.reason_name(decision.reason).to_string();
-    let verdict = if decision.allowed() { "allow" } else { "deny" };
-    let matched = matched_text(&policy, decision.reason);
-    let lapsed = if decision.allowed() { None } else { lapsed(&policy, &conn, now) };
-    let exception = match decision.reason {
-        Reason::Exception(id) => policy.exceptions().get(id.index()).map(|x| {
-            json!({
-                "name": x.name,
-                "approval": x.approval,
-                "expires": x.expires.map(|t| t.expiry_text()),
-            })
-        }),
-        _ => None,
-    };
+    let x = explain(&policy, &q, now);
     if args.json {
-        let zone_json = |z: &Option<(String, &str, &str)>| match z {
-            Some((name, kind, _)) => json!({ "name": name, "kind": kind }),
-            None => serde_json::Value::Null,
-        };
-        let doc = json!({
-            "proto": args.proto.to_ascii_lowercase(),
-            "src": src.to_string(),
-            "dst": dst.to_string(),
-            "dport": dport,
-            "initiator_zone": zone_json(&iz),
-            "responder_zone": zone_json(&rz),
-            "verdict": verdict,
-            "reason": reason,
-            "matched": matched,
-            "valid_until_unix": decision.valid_until.map(|t| t.as_secs()),
-            "exception": exception,
-            "lapsed_exception": lapsed.as_ref().map(|l| &l.1),
-            "at": now.to_jst(),
-        });
-        println!("{doc:#}");
+        println!("{:#}", serde_json::to_value(&x)?);
     } else {
-        let zone_line = |a: IpAddr, z: &Option<(String, &str, &str)>| match z {
-            Some((name, kind, ja)) => format!("{a}  zone \"{name}\" ({kind}, {ja})"),
-            None => format!("{a}  (no zone holds this address)"),
-        };
-        println!(
-            "connection  {} {} -> {}",
-            args.proto.to_ascii_lowercase(),
-            socket_text(src, sport),
-            socket_text(dst, dport)
-        );
-        println!("initiator   {}", zone_line(src, &iz));
-        println!("responder   {}", zone_line(dst, &rz));
-        println!("verdict     {verdict}");
-        println!("reason      {reason}");
-        println!("decided by  {matched}");
-        if let Some((text, _)) = &lapsed {
-            println!("lapsed      {text}");
-        }
+        print!("{}", sekisho_control::text::explanation(&x));
     }
-    Ok(if decision.allowed() { Outcome::Yes } else { Outcome::No })
+    Ok(if x.allowed() { Outcome::Yes } else { Outcome::No })
 }

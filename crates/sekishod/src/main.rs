@@ -2,17 +2,26 @@
 //!
 //! Exit codes: 0 success; 1 when a check or a verdict says no; 2 on a usage or
 //! configuration error.
+#![deny(unsafe_code)]
 
+mod control;
 mod explain;
+mod notify;
 mod replay;
 mod run;
+#[allow(unsafe_code)]
+mod sys;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sekisho_policy::{Policy, Timestamp};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
 
 /// sekisho (関所): inline enforcement of 三層分離 between municipal network zones.
 #[derive(Parser)]
@@ -30,10 +39,9 @@ enum Command {
     Explain(explain::Args),
     /// Run captures (pcap or pcapng) through the engine offline and report verdicts.
     Replay(replay::Args),
-    /// Enforce the policy inline: bridge each port's two interfaces through the engine.
+    /// Enforce the policy inline: bridge each port's two interfaces through the engine;
+    /// managed through the control socket (sekishoctl).
     Run(run::Args),
-    /// The network-namespace lab: `lab up`, `lab down`, `lab demo`.
-    Lab(sekisho_lab::Args),
 }
 
 /// Arguments of `sekishod check`.
@@ -72,16 +80,7 @@ fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
     for w in &warnings {
         println!("{origin}: warning: {w}");
     }
-    let summary = format!(
-        "{}, {}, {}, {}, {}, {}; mode {}",
-        count(policy.zones().len(), "zone"),
-        count(policy.ports().len(), "port"),
-        count(policy.services().len(), "service"),
-        count(policy.paths().len(), "path"),
-        count(policy.exceptions().len(), "exception"),
-        count(policy.rules().len(), "rule"),
-        policy.mode().as_str(),
-    );
+    let summary = policy_summary(&policy);
     if warnings.is_empty() {
         println!("{origin}: ok — {summary}");
         return Ok(Outcome::Yes);
@@ -94,6 +93,20 @@ fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
         println!("{origin}: ok with {n} — {summary}");
         Ok(Outcome::Yes)
     }
+}
+
+/// `5 zones, 4 ports, 5 services, 3 paths, 1 exception, 1 rule; mode enforce`.
+pub(crate) fn policy_summary(policy: &Policy) -> String {
+    format!(
+        "{}, {}, {}, {}, {}, {}; mode {}",
+        count(policy.zones().len(), "zone"),
+        count(policy.ports().len(), "port"),
+        count(policy.services().len(), "service"),
+        count(policy.paths().len(), "path"),
+        count(policy.exceptions().len(), "exception"),
+        count(policy.rules().len(), "rule"),
+        policy.mode().as_str(),
+    )
 }
 
 /// The outcome of a command that ran to the end.
@@ -146,28 +159,45 @@ pub(crate) fn wall_clock() -> Timestamp {
     Timestamp(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
 }
 
-fn run(cli: Cli) -> anyhow::Result<Outcome> {
+/// The log filter, changeable at run time (`sekishoctl log-level`).
+struct Log {
+    handle: reload::Handle<EnvFilter, Registry>,
+}
+
+impl control::LogControl for Log {
+    fn get(&self) -> String {
+        self.handle.with_current(|f| f.to_string()).unwrap_or_else(|e| format!("? ({e})"))
+    }
+
+    fn set(&self, filter: &str) -> Result<String, String> {
+        if filter.len() > 1024 {
+            return Err("a log filter of at most 1024 characters".into());
+        }
+        let new = EnvFilter::try_new(filter)
+            .map_err(|e| format!("{filter:?} is not a log filter ({e}); use error, warn, info, debug, trace or e.g. info,sekishod=debug"))?;
+        self.handle.reload(new).map_err(|e| e.to_string())?;
+        Ok(self.get())
+    }
+}
+
+fn run(cli: Cli, log: Arc<Log>) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Check(args) => check(args),
         Command::Explain(args) => explain::run(args),
         Command::Replay(args) => replay::run(args),
-        Command::Run(args) => run::run(args),
-        Command::Lab(args) => {
-            let exe = std::env::current_exe().context("cannot find the sekishod binary")?;
-            Ok(if sekisho_lab::run(args, &exe)? { Outcome::Yes } else { Outcome::No })
-        }
+        Command::Run(args) => run::run(args, log),
     }
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
     let cli = Cli::parse();
-    match run(cli).context("sekishod") {
+    match run(cli, Arc::new(Log { handle })).context("sekishod") {
         Ok(Outcome::Yes) => ExitCode::SUCCESS,
         Ok(Outcome::No) => ExitCode::from(1),
         Err(e) => {

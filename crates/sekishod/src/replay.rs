@@ -22,7 +22,6 @@ use sekisho_engine::{Action, Engine, Finding, FindingKind, FrameMeta, Ingress, N
 use sekisho_policy::{Connection, ExceptionId, Mode, Policy, PortId, Reason, Timestamp};
 use serde_json::json;
 
-use crate::explain::socket_text;
 use crate::{load_policy, parse_at, wall_clock, Outcome, UsageError};
 
 /// Arguments of `sekishod replay`.
@@ -618,7 +617,7 @@ fn proto_name(p: u8) -> String {
 }
 
 fn endpoint(addr: IpAddr, port: u16, proto: u8) -> String {
-    socket_text(addr, matches!(proto, 6 | 17).then_some(port))
+    sekisho_control::text::socket_text(&addr.to_string(), matches!(proto, 6 | 17).then_some(port))
 }
 
 /// What the report says about one connection besides its numbers.

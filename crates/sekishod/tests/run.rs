@@ -1,5 +1,5 @@
 //! `sekishod run` refuses to start, with a message naming the interface, when a port's
-//! interface is not there. (Forwarding itself is tested end to end in tests/, in
+//! interface is not there, and leaves no control socket behind. (Forwarding itself is tested end to end in tests/, in
 //! network namespaces.)
 
 use std::process::Command;
@@ -15,17 +15,19 @@ fn a_missing_interface_is_refused_by_name() {
          [[port]]\nname = \"lgwan-uplink\"\nzone = \"lgwan\"\ninside = \"skx-nope-in\"\noutside = \"skx-nope-out\"\n",
     )
     .unwrap();
-    let stats = dir.join("stats.json");
+    let socket = dir.join("ctl").join("control.sock");
     let out = Command::new(env!("CARGO_BIN_EXE_sekishod"))
         .args(["run", "-c"])
         .arg(&config)
-        .arg("--stats-file")
-        .arg(&stats)
+        .arg("--control-socket")
+        .arg(&socket)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("skx-nope-in") && stderr.contains("lgwan-uplink"), "{stderr}");
-    assert!(!stats.exists(), "no stats file: the daemon never became ready");
+    assert!(!socket.exists(), "no control socket left behind: the daemon never became ready");
     let _ = std::fs::remove_dir_all(&dir);
 }
