@@ -460,6 +460,28 @@ fn link_traffic_aimed_across_zones_does_not_cross() {
     });
 }
 
+/// How much path `path`'s leg `leg` moved between two `stats` answers (its
+/// `leg_counters`): (flows, mismatches, not-sanitised cuts, connections identified as
+/// `app`).
+fn leg_moved(
+    before: &sekisho_lab::Stats,
+    after: &sekisho_lab::Stats,
+    path: &str,
+    leg: u16,
+    app: &str,
+) -> anyhow::Result<[u64; 4]> {
+    let find = |s: &sekisho_lab::Stats| {
+        s.raw
+            .leg_counters
+            .iter()
+            .find(|l| l.path == path && l.leg == leg)
+            .map(|l| [l.flows, l.mismatches, l.not_sanitized, l.apps.get(app).copied().unwrap_or(0)])
+            .with_context(|| format!("stats has no leg_counters for {path}/{leg}"))
+    };
+    let (b, a) = (find(before)?, find(after)?);
+    Ok([0, 1, 2, 3].map(|i| a[i].saturating_sub(b[i])))
+}
+
 /// Runs `f` with `address` added to `eth0` of host namespace `ns` for the while: a source
 /// of its own for a connection that is cut, so that the server's retransmissions to it
 /// afterwards cannot show up in another test's witness.
@@ -503,6 +525,10 @@ fn an_http_request_to_the_smtp_relay_is_cut_before_its_first_byte_arrives() {
         ensure!(seen.is_empty(), "the HTTP request reached the relay: {seen:?}");
         let d = fx.moved(&before, "deny:app-mismatch")?;
         ensure!(d.side("in-in", "dropped") >= 1, "in-in dropped nothing: {d}");
+        // The control socket's per-leg counters: a mismatch on the mail path's first leg,
+        // seen as HTTP.
+        let [flows, mismatches, _, http] = leg_moved(&before, &fx.snapshot()?, "mail-textify", 1, "http")?;
+        ensure!(flows >= 1 && mismatches >= 1 && http >= 1, "leg counters: {flows} {mismatches} {http}");
         Ok(())
     });
 }
@@ -568,6 +594,9 @@ fn a_mail_with_an_attachment_straight_from_the_relay_host_to_lgwan_is_refused() 
             )?;
             let d = fx.moved(&before, "deny:not-sanitized")?;
             ensure!(d.reason("allow:path") > 0, "the connection was not allowed to start: {d}");
+            // The control socket's per-leg counters: the relay → LGWAN leg counted the cut.
+            let [_, _, cut, _] = leg_moved(&before, &fx.snapshot()?, "mail-textify", 2, "smtp")?;
+            ensure!(cut == 1, "leg counters: {cut} not-sanitised cuts on mail-textify/2");
             ensure!(fx.lab.mailbox().len() == count, "the LGWAN mail host accepted the message");
             // Through the relay, the same mail arrives text-ified.
             let marker = format!("e2e-after-bypass-{}", std::process::id());
@@ -650,6 +679,11 @@ fn alpha_prime_passes_curl_to_an_allowed_name_and_cuts_another() {
         ensure!(!ip.success(), "curl to the IP address (no server name) passed");
         let d = fx.moved(&before, "deny:app-mismatch")?;
         ensure!(d.reason("allow:path") > 0, "{d}");
+        let [flows, mismatches, _, tls] = leg_moved(&before, &fx.snapshot()?, "e2e-alpha-prime", 1, "tls")?;
+        ensure!(
+            flows >= 3 && mismatches >= 2 && tls >= 3,
+            "leg counters of the α' leg: {flows} flows, {mismatches} mismatches, {tls} seen as TLS"
+        );
         Ok(())
     });
 }
@@ -744,6 +778,9 @@ print("delivered", flush=True)
                 &tk::tcp(scanner, 40001, addr::SZ_RELAY, 25, tk::flags::SYN, b""),
             )?;
             fx.moved(&before, "deny:blocked-source")?;
+            // The monitor's detections (the scan, the flood), for the alert pipeline.
+            let m = fx.snapshot()?.raw.monitor;
+            ensure!(m.detections >= 2 && m.blocked >= 1, "monitor counters: {m:?}");
             Ok(())
         },
     );
