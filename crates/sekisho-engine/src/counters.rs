@@ -139,9 +139,11 @@ impl Counters {
     /// The counters of the leg `reason` names under `loaded`, reset first when they still
     /// belong to an earlier policy.
     #[inline]
-    fn leg(&self, loaded: &Loaded, reason: Reason) -> Option<&LegAtomics> {
-        let Reason::Path { path, leg } = reason else { return None };
-        let l = self.legs.get(loaded.policy.leg_index(path, leg)?)?;
+    fn leg(&self, loaded: &Loaded, reason: &Reason) -> Option<&LegAtomics> {
+        let &Reason::Path { path, leg } = reason else { return None };
+        // The policy's legs are numbered from 1 within their path (0 wraps and misses).
+        let first = *loaded.leg_base.get(path.index())? as usize;
+        let l = self.legs.get(first + usize::from(leg).wrapping_sub(1))?;
         if self.legs_of.load(Relaxed) != loaded.policy_id {
             self.reset_legs(loaded.policy_id);
         }
@@ -167,7 +169,7 @@ impl Counters {
 
     /// Counts an event of the leg `reason` names.
     pub(crate) fn leg_event(&self, loaded: &Loaded, reason: Reason, event: LegEvent, exclusive: bool) {
-        let Some(l) = self.leg(loaded, reason) else { return };
+        let Some(l) = self.leg(loaded, &reason) else { return };
         match event {
             LegEvent::Flow => add(&l.flows, 1, exclusive),
             LegEvent::Found(f) => {
@@ -202,7 +204,7 @@ impl Counters {
     #[inline]
     pub(crate) fn count(&self, loaded: &Loaded, ingress: Ingress, len: usize, v: &Verdict, exclusive: bool) {
         add(&self.by_reason[v.reason.index()], 1, exclusive);
-        if let Some(l) = self.leg(loaded, v.reason) {
+        if let Some(l) = self.leg(loaded, &v.reason) {
             add(&l.packets, 1, exclusive);
             add(&l.bytes, len as u64, exclusive);
         }

@@ -104,10 +104,12 @@ pub(crate) fn cached(cx: &Cx<'_>, reason: Reason) -> CachedDecision {
 /// not sanitised, or its inspection state was lost); the cached one while
 /// its generation is current (a reload, or an exception's expiry, starts a new one);
 /// otherwise decided again for its initiator → responder — ingress contract included —
-/// and cached.
-pub(crate) fn current(cx: &Cx<'_>, entry: &FlowEntry, key: &FlowKey) -> Reason {
-    if let Some(cut) = inspect::word::cut(entry.inspect_state()) {
-        return cut;
+/// and cached. `word`: the flow's inspection word, as the caller read it.
+pub(crate) fn current(cx: &Cx<'_>, entry: &FlowEntry, key: &FlowKey, word: u8) -> Reason {
+    if word != inspect::word::CHECKED {
+        if let Some(cut) = inspect::word::cut(word) {
+            return cut;
+        }
     }
     let d = entry.decision();
     if d.generation == cx.loaded.generation {

@@ -207,6 +207,23 @@ pub struct Loaded {
     /// The generation that loaded this policy (kept by the generations an expiry starts):
     /// what per-leg counters belong to.
     policy_id: u32,
+    /// Each path's first flat leg index ([`Policy::leg_index`]), at hand for counting
+    /// every packet of a path leg without going through the policy.
+    leg_base: Arc<[u32]>,
+}
+
+/// Each path's first flat leg index in `policy`.
+fn leg_base(policy: &Policy) -> Arc<[u32]> {
+    let mut next = 0u32;
+    policy
+        .paths()
+        .iter()
+        .map(|p| {
+            let first = next;
+            next = next.saturating_add(u32::try_from(p.legs.len()).unwrap_or(u32::MAX));
+            first
+        })
+        .collect()
 }
 
 /// The first exception expiry after `after` (wall clock, ns), or `u64::MAX`.
@@ -257,6 +274,8 @@ pub struct Worker<'e> {
     engine: &'e Engine,
     policy: Cache<&'e ArcSwap<Loaded>, Arc<Loaded>>,
     counters: Arc<counters::Counters>,
+    /// Where inspection leaves its finding on the frame being judged.
+    finding: Cell<Option<Finding>>,
 }
 
 impl Worker<'_> {
@@ -275,7 +294,7 @@ impl Worker<'_> {
             self.engine.expire(now.wall);
             loaded = self.policy.load();
         }
-        let shard = Shard { counters: &self.counters, exclusive: true };
+        let shard = Shard { counters: &self.counters, exclusive: true, finding: &self.finding };
         let verdict = self.engine.judge_frame(loaded, now, ingress, frame, meta, shard);
         self.counters.count(loaded, ingress, frame.len(), &verdict, true);
         verdict
@@ -293,6 +312,9 @@ impl Worker<'_> {
 pub(crate) struct Shard<'a> {
     counters: &'a counters::Counters,
     exclusive: bool,
+    /// Where inspection leaves its finding on this frame: the caller's, not a local of
+    /// the judgement (a borrowed local there costs a copy of every verdict).
+    finding: &'a Cell<Option<Finding>>,
 }
 
 /// What every stage of one frame's judgement reads.
@@ -305,8 +327,6 @@ pub(crate) struct Cx<'a> {
     monitor: bool,
     meta: FrameMeta,
     shard: Shard<'a>,
-    /// What inspection concluded on this frame.
-    finding: Cell<Option<Finding>>,
 }
 
 impl Cx<'_> {
@@ -350,6 +370,7 @@ impl Engine {
         let monitor = monitor::Monitor::new(policy.monitor());
         Engine {
             loaded: ArcSwap::from_pointee(Loaded {
+                leg_base: leg_base(&policy),
                 policy: Arc::new(policy),
                 generation: 1,
                 next_expiry,
@@ -373,7 +394,7 @@ impl Engine {
         if let Ok(mut shards) = self.shards.lock() {
             shards.push(shard.clone());
         }
-        Worker { engine: self, policy: Cache::new(&self.loaded), counters: shard }
+        Worker { engine: self, policy: Cache::new(&self.loaded), counters: shard, finding: Cell::new(None) }
     }
 
     /// The policy in force (cheap; lock-free).
@@ -411,6 +432,7 @@ impl Engine {
         let next_expiry = next_expiry(&policy, None);
         let policy_id = generation;
         self.loaded.store(Arc::new(Loaded {
+            leg_base: leg_base(&policy),
             policy: Arc::new(policy),
             generation,
             next_expiry,
@@ -434,6 +456,7 @@ impl Engine {
             next_expiry: next_expiry(&l.policy, Some(wall.0)),
             since: l.next_expiry,
             policy_id: l.policy_id,
+            leg_base: l.leg_base.clone(),
         };
         // If another thread moved first (expiry or reload), its policy stands.
         let _ = self.loaded.compare_and_swap(&l, Arc::new(next));
@@ -453,7 +476,8 @@ impl Engine {
             self.expire(now.wall);
             loaded = self.loaded.load();
         }
-        let shard = Shard { counters: &self.counters, exclusive: false };
+        let finding = Cell::new(None);
+        let shard = Shard { counters: &self.counters, exclusive: false, finding: &finding };
         let verdict = self.judge_frame(&loaded, now, ingress, frame, meta, shard);
         self.counters.count(&loaded, ingress, frame.len(), &verdict, false);
         verdict
@@ -473,28 +497,17 @@ impl Engine {
         // Under a generation an expiry began, no decision uses an earlier clock reading.
         let now = Now { wall: Timestamp(now.wall.0.max(loaded.since)), ..now };
         let monitor = loaded.policy.mode() == Mode::Monitor;
-        let mut verdict = match loaded.policy.ports().get(usize::from(ingress.port.0)) {
-            Some(port) => {
-                let cx = Cx {
-                    engine: self,
-                    loaded,
-                    port,
-                    ingress,
-                    now,
-                    monitor,
-                    meta,
-                    shard,
-                    finding: Cell::new(None),
-                };
-                judge(&cx, frame)
+        let Some(port) = loaded.policy.ports().get(usize::from(ingress.port.0)) else {
+            let mut verdict = Verdict::new(Reason::Misdirected, None);
+            if monitor {
+                verdict.action = Action::Forward;
+                verdict.monitored = true;
             }
-            None => Verdict::new(Reason::Misdirected, None),
+            return verdict;
         };
-        if monitor && verdict.action == Action::Drop {
-            verdict.action = Action::Forward;
-            verdict.monitored = true;
-        }
-        verdict
+        let cx = Cx { engine: self, loaded, port, ingress, now, monitor, meta, shard };
+        // One call whose result is returned as it is: the verdict is written in place.
+        judge(&cx, frame)
     }
 
     /// Removes idle flows, expired fragment records and idle inspection states (`mono`:
@@ -584,27 +597,37 @@ impl Engine {
     }
 }
 
-/// Stages 1–2 (parse, VLAN, non-IP), then the IP stages.
+/// Stages 1–2 (parse, VLAN, non-IP), then the IP stages; monitor mode applied.
 fn judge(cx: &Cx<'_>, frame: &[u8]) -> Verdict {
     let parsed = match parse_ethernet(frame) {
         Ok(p) => p,
-        Err(_) => return Verdict::new(Reason::Malformed, None),
+        Err(_) => return monitored(cx, Verdict::new(Reason::Malformed, None)),
     };
     if let Err(r) = ingress::vlan(cx.port, parsed.vlan) {
-        return Verdict::new(r, None);
+        return monitored(cx, Verdict::new(r, None));
     }
     let ip = match &parsed.l3 {
         L3::Ip(ip) => ip,
-        L3::Arp => return Verdict::new(Reason::Link, None),
+        L3::Arp => return monitored(cx, Verdict::new(Reason::Link, None)),
         &L3::Other { ethertype } => {
             let listed = cx.loaded.policy.allow_ethertypes().contains(&ethertype);
-            return Verdict::new(if listed { Reason::Link } else { Reason::NonIp }, None);
+            return monitored(cx, Verdict::new(if listed { Reason::Link } else { Reason::NonIp }, None));
         }
     };
     let (sport, dport) = ip.ports();
     let info = PacketInfo { protocol: ip.protocol, src: ip.src, dst: ip.dst, sport, dport };
     let mut v = Verdict::new(judge_ip(cx, parsed.vlan.key(), ip, frame.len()), Some(info));
-    v.finding = cx.finding.get();
+    v.finding = cx.shard.finding.take();
+    monitored(cx, v)
+}
+
+/// Monitor mode forwards what enforce mode drops, and says so.
+#[inline]
+fn monitored(cx: &Cx<'_>, mut v: Verdict) -> Verdict {
+    if cx.monitor && v.action == Action::Drop {
+        v.action = Action::Forward;
+        v.monitored = true;
+    }
     v
 }
 
@@ -613,7 +636,7 @@ fn judge_ip(cx: &Cx<'_>, vlan: u32, ip: &Ip<'_>, len: usize) -> Reason {
     if link::is_link_traffic(&cx.loaded.policy, cx.port, cx.ingress.side, ip) {
         return Reason::Link;
     }
-    if let Err(r) = ingress::addresses(ip.src, ip.dst) {
+    if let Err(r) = ingress::addresses(&ip.src, &ip.dst) {
         return r;
     }
     if let L4::Icmp(_) = ip.l4 {

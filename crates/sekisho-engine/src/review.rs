@@ -46,6 +46,7 @@ impl Engine {
             next_expiry: next_expiry(candidate, None),
             since: 0,
             policy_id: 0,
+            leg_base: crate::leg_base(candidate),
         };
         let mut review = Review { flows: 0, cut: 0, by_reason: [0; Reason::CODES.len()] };
         let timeouts = *self.flows.timeouts();
@@ -63,6 +64,7 @@ impl Engine {
                 tunnel: decide::class_tunnel(entry.class()),
                 side: ingress.side,
             };
+            let finding = std::cell::Cell::new(None);
             let judge = |loaded: &Loaded| {
                 let port = loaded.policy.ports().get(usize::from(ingress.port.0))?;
                 let now = Now { wall: sekisho_policy::Timestamp(now.wall.0.max(loaded.since)), ..now };
@@ -77,8 +79,7 @@ impl Engine {
                     now,
                     monitor,
                     meta: FrameMeta::default(),
-                    shard: Shard { counters: &self.counters, exclusive: false },
-                    finding: std::cell::Cell::new(None),
+                    shard: Shard { counters: &self.counters, exclusive: false, finding: &finding },
                 };
                 Some(decide::decide(&cx, &opening).reason)
             };

@@ -5,7 +5,7 @@
 use sekisho_flow::tcp::Segment;
 use sekisho_flow::{Endpoint, FlowEntry, FlowKey, FlowState, NewFlow, Observed, Pinned, Socket};
 use sekisho_policy::Reason;
-use sekisho_wire::Tunnel;
+use sekisho_wire::{Ip, Tunnel, L4};
 
 use crate::decide::{self, tunnel_class, Opening};
 use crate::{inspect, Cx, Side};
@@ -35,16 +35,24 @@ pub(crate) struct Packet<'p> {
     pub payload: &'p [u8],
     pub tunnel: Option<Tunnel>,
     pub len: usize,
-    /// The packet is an IP fragment (this one holds only part of the transport data).
-    pub fragmented: bool,
-    /// The TCP segment or UDP datagram as on the wire (header and data), for the checksum.
-    pub wire: &'p [u8],
+    /// The parsed IP packet (for what only inspection reads: fragment, checksum).
+    pub ip: &'p Ip<'p>,
 }
 
 impl Packet<'_> {
+    /// The packet is an IP fragment (this one holds only part of the transport data).
+    pub(crate) fn fragmented(&self) -> bool {
+        self.ip.fragment.is_some()
+    }
+
     /// Whether the transport checksum is right (the receiver would accept the packet).
     pub(crate) fn checksum_ok(&self) -> bool {
-        sekisho_wire::transport_checksum_ok(self.src.addr, self.dst.addr, self.protocol, self.wire)
+        let wire = match self.ip.l4 {
+            L4::Tcp(t) => t.segment,
+            L4::Udp(u) => u.datagram,
+            _ => return true,
+        };
+        sekisho_wire::transport_checksum_ok(self.src.addr, self.dst.addr, self.protocol, wire)
     }
 
     fn opening(&self, side: Side) -> Opening {
@@ -177,7 +185,8 @@ fn existing(
             return r;
         }
     }
-    let mut reason = decide::current(cx, entry, &p.key);
+    let word = entry.inspect_state();
+    let mut reason = decide::current(cx, entry, &p.key, word);
     if reason.allowed() && p.tunnel.is_some() && tunnel_class(p.tunnel) != entry.class() {
         // A flow that began as something else now carries a tunnel: the tunnel is judged.
         let initiator = p.key.socket(entry.initiator());
@@ -192,7 +201,7 @@ fn existing(
     if !reason.allowed() && !cx.monitor {
         return reason;
     }
-    if reason.allowed() && inspect::involved(entry.inspect_state(), p) {
+    if reason.allowed() && inspect::involved(word, p) {
         return inspect::packet(cx, flows, entry, p, from_initiator, reason);
     }
     match observe(cx, flows, entry, p, from_initiator) {

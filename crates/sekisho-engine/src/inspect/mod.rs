@@ -400,7 +400,7 @@ fn found(cx: &Cx<'_>, reason: Reason, f: Finding) {
         FindingKind::NotSanitized => bump(&c.not_sanitized),
     }
     cx.count_finding(reason, &f);
-    cx.finding.set(Some(f));
+    cx.shard.finding.set(Some(f));
 }
 
 /// Cuts the flow for good and says why.
@@ -441,11 +441,11 @@ pub(crate) fn packet(
     // A RST's data is never delivered: nothing to inspect.
     let data = if rst { &[][..] } else { p.payload };
     if !data.is_empty() {
-        if p.fragmented && tcp {
+        if p.fragmented() && tcp {
             bump(&c.fragments);
             return Reason::Fragment;
         }
-        if !p.fragmented && !cx.meta.checksum_partial && !p.checksum_ok() {
+        if !p.fragmented() && !cx.meta.checksum_partial && !p.checksum_ok() {
             bump(&c.bad_checksum);
             return Reason::Malformed;
         }
@@ -675,7 +675,7 @@ fn datagram(cx: &Cx<'_>, entry: &FlowEntry, p: &Packet<'_>, from_initiator: bool
     let app = if word::is_dns_udp(word) { App::Dns } else { word::app(word) };
     let finding = |kind, seen, detail| Finding { kind, expected: app, seen, detail };
     match app {
-        App::Dns => match dns::check(p.payload, from_initiator, p.fragmented) {
+        App::Dns => match dns::check(p.payload, from_initiator, p.fragmented()) {
             Err(why) => cut(
                 cx,
                 entry,
