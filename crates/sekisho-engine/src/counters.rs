@@ -54,7 +54,8 @@ pub struct LegStats {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum LegEvent {
     Flow,
-    Found(Finding),
+    /// A finding, and whether to count the application it names.
+    Found(Finding, bool),
 }
 
 #[derive(Default)]
@@ -172,13 +173,15 @@ impl Counters {
         let Some(l) = self.leg(loaded, &reason) else { return };
         match event {
             LegEvent::Flow => add(&l.flows, 1, exclusive),
-            LegEvent::Found(f) => {
+            LegEvent::Found(f, app) => {
                 match f.kind {
                     FindingKind::Identified => {}
                     FindingKind::Mismatch => add(&l.mismatches, 1, exclusive),
                     FindingKind::NotSanitized => add(&l.not_sanitized, 1, exclusive),
                 }
-                add(&l.identified[f.seen.index()], 1, exclusive);
+                if app {
+                    add(&l.identified[f.seen.index()], 1, exclusive);
+                }
             }
         }
     }

@@ -334,9 +334,10 @@ impl Cx<'_> {
         self.ingress.origin()
     }
 
-    /// Counts an inspection finding on the leg `reason` names.
-    pub(crate) fn count_finding(&self, reason: Reason, f: &Finding) {
-        let event = counters::LegEvent::Found(*f);
+    /// Counts an inspection finding on the leg `reason` names (`app`: and the application
+    /// it names).
+    pub(crate) fn count_finding(&self, reason: Reason, f: &Finding, app: bool) {
+        let event = counters::LegEvent::Found(*f, app);
         self.shard.counters.leg_event(self.loaded, reason, event, self.shard.exclusive);
     }
 

@@ -421,6 +421,9 @@ fn a_text_mail_is_delivered_and_one_with_an_attachment_is_cut_before_its_end() {
     assert_eq!((v.action, name(&e, &v).as_str()), (Drop, "deny:not-sanitized"));
     let leg = e.leg_stats().into_iter().find(|l| l.path == "mail-textify" && l.leg == 2).unwrap();
     assert_eq!((leg.flows, leg.not_sanitized), (2, 1));
+    // The text mail's session counts as SMTP (its commands were answered); the cut one
+    // as what was seen, SMTP too.
+    assert_eq!(leg.identified[Seen::Smtp.index()], 2);
     assert_eq!(e.inspection_stats().not_sanitized, 1);
 
     // A base64 body, an attachment disposition, STARTTLS: all cut on the text leg.

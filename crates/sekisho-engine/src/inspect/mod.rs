@@ -391,26 +391,27 @@ fn env<'a>(cx: &'a Cx<'_>, entry: &FlowEntry, key: &FlowKey, reason: Reason) -> 
     Env { service: policy.service_of(reason), text_leg, dns_threshold: cx.engine.inspections.dns_threshold }
 }
 
-/// Records a finding: on the verdict, in the counters.
-fn found(cx: &Cx<'_>, reason: Reason, f: Finding) {
+/// Records a finding: on the verdict, in the counters (`app_counted`: the flow was
+/// identified before, so its application is not counted again).
+fn found(cx: &Cx<'_>, reason: Reason, f: Finding, app_counted: bool) {
     let c = &cx.engine.inspections.counters;
     match f.kind {
         FindingKind::Identified => bump(&c.identified),
         FindingKind::Mismatch => bump(&c.mismatches),
         FindingKind::NotSanitized => bump(&c.not_sanitized),
     }
-    cx.count_finding(reason, &f);
+    cx.count_finding(reason, &f, !app_counted);
     cx.shard.finding.set(Some(f));
 }
 
-/// Cuts the flow for good and says why.
-fn cut(cx: &Cx<'_>, entry: &FlowEntry, reason: Reason, f: Finding) -> Reason {
+/// Cuts the flow for good and says why (`app_counted`: as for [`found`]).
+fn cut(cx: &Cx<'_>, entry: &FlowEntry, reason: Reason, f: Finding, app_counted: bool) -> Reason {
     let (w, r) = match f.kind {
         FindingKind::NotSanitized => (word::CUT_NOT_SANITIZED, Reason::NotSanitized),
         _ => (word::CUT, Reason::AppMismatch),
     };
     entry.set_inspect_state(w);
-    found(cx, reason, f);
+    found(cx, reason, f, app_counted);
     r
 }
 
@@ -608,9 +609,9 @@ fn inspect(
                 "a retransmission differs from the inspected bytes",
             );
             return if stream.text_leg {
-                cut(cx, entry, reason, Finding { kind: FindingKind::NotSanitized, ..f })
+                cut(cx, entry, reason, Finding { kind: FindingKind::NotSanitized, ..f }, stream.identified)
             } else {
-                cut(cx, entry, reason, f)
+                cut(cx, entry, reason, f, stream.identified)
             };
         }
         Accept::New => {}
@@ -626,10 +627,16 @@ fn inspect(
             Outcome::More if step.consumed > 0 => {}
             Outcome::More | Outcome::Done => break,
             Outcome::Mismatch(seen, why) => {
-                return cut(cx, entry, reason, finding(FindingKind::Mismatch, seen, why))
+                return cut(cx, entry, reason, finding(FindingKind::Mismatch, seen, why), stream.identified)
             }
             Outcome::NotSanitized(why) => {
-                return cut(cx, entry, reason, finding(FindingKind::NotSanitized, Seen::Smtp, why))
+                return cut(
+                    cx,
+                    entry,
+                    reason,
+                    finding(FindingKind::NotSanitized, Seen::Smtp, why),
+                    stream.identified,
+                )
             }
         }
     }
@@ -641,7 +648,7 @@ fn inspect(
     if !stream.dirs[d].done && stream.dirs[d].at_limit() {
         match stream.validator.at_depth(env, from_initiator) {
             Outcome::Mismatch(seen, why) => {
-                return cut(cx, entry, reason, finding(FindingKind::Mismatch, seen, why))
+                return cut(cx, entry, reason, finding(FindingKind::Mismatch, seen, why), stream.identified)
             }
             _ => stream.dirs[d].done = true,
         }
@@ -664,7 +671,7 @@ fn identify(cx: &Cx<'_>, stream: &mut Stream, reason: Reason, closing: bool) {
             seen: Seen::of(stream.app),
             detail: "",
         };
-        found(cx, reason, f);
+        found(cx, reason, f, false);
     }
 }
 
@@ -681,6 +688,7 @@ fn datagram(cx: &Cx<'_>, entry: &FlowEntry, p: &Packet<'_>, from_initiator: bool
                 entry,
                 reason,
                 finding(FindingKind::Mismatch, identify::guess(p.payload, from_initiator), why),
+                word & 0xe0 == word::DNS_UDP_ANSWERED,
             ),
             Ok(signs) => {
                 let threshold = cx.engine.inspections.dns_threshold;
@@ -691,12 +699,19 @@ fn datagram(cx: &Cx<'_>, entry: &FlowEntry, p: &Packet<'_>, from_initiator: bool
                 }
                 if count >= threshold {
                     let why = "DNS tunnelling: too many long-label or NULL/TXT queries";
-                    return cut(cx, entry, reason, finding(FindingKind::Mismatch, Seen::DnsTunnel, why));
+                    let counted = word & 0xe0 == word::DNS_UDP_ANSWERED;
+                    return cut(
+                        cx,
+                        entry,
+                        reason,
+                        finding(FindingKind::Mismatch, Seen::DnsTunnel, why),
+                        counted,
+                    );
                 }
                 // The first answer identifies the flow as DNS (it is checked on all the same).
                 let answered = word & 0xe0 == word::DNS_UDP_ANSWERED || !from_initiator;
                 if answered && word & 0xe0 != word::DNS_UDP_ANSWERED {
-                    found(cx, reason, finding(FindingKind::Identified, Seen::Dns, ""));
+                    found(cx, reason, finding(FindingKind::Identified, Seen::Dns, ""), false);
                 }
                 // Concurrent datagrams may both count: the later store wins, never above
                 // the true count.
@@ -712,7 +727,7 @@ fn datagram(cx: &Cx<'_>, entry: &FlowEntry, p: &Packet<'_>, from_initiator: bool
                 && p.payload.get(6..8).is_some_and(|f| u16::from_be_bytes([f[0], f[1]]) & 0x0001 != 0);
             if syn {
                 entry.set_inspect_state(word::CHECKED);
-                found(cx, reason, finding(FindingKind::Identified, Seen::Rdp, ""));
+                found(cx, reason, finding(FindingKind::Identified, Seen::Rdp, ""), false);
                 reason
             } else {
                 cut(
@@ -724,6 +739,7 @@ fn datagram(cx: &Cx<'_>, entry: &FlowEntry, p: &Packet<'_>, from_initiator: bool
                         identify::guess(p.payload, from_initiator),
                         "no RDPEUDP SYN",
                     ),
+                    false,
                 )
             }
         }

@@ -66,6 +66,8 @@ pub(crate) struct Smtp {
     /// The code of a multi-line reply in progress.
     multi: Option<[u8; 3]>,
     mime: Option<Box<Mime>>,
+    /// A command was answered: both ends have spoken SMTP.
+    replied: bool,
 }
 
 const VERBS: [&[u8]; 14] = [
@@ -113,7 +115,14 @@ impl Smtp {
             auth_challenge: false,
             multi: None,
             mime: text_leg.then(Box::default),
+            replied: false,
         }
+    }
+
+    /// On the text leg, whose whole session stays under inspection: identified as SMTP
+    /// once a command was answered (elsewhere, once both directions are done).
+    pub(crate) fn identified(&self) -> bool {
+        self.text_leg && self.replied
     }
 
     pub(crate) fn finished(&self, from_initiator: bool) -> bool {
@@ -340,6 +349,7 @@ impl Smtp {
             };
         }
         self.pending -= 1;
+        self.replied = true;
         if self.pending > 0 {
             return Ok(());
         }

@@ -165,10 +165,12 @@ impl Validator {
     }
 
     /// Whether the flow counts as identified, given which directions are done: both done;
-    /// DNS over TCP once a message went each way.
+    /// DNS over TCP once a message went each way; SMTP on the text leg once a command was
+    /// answered.
     pub(crate) fn identified(&self, done: [bool; 2]) -> bool {
         match self {
             Validator::Dns(x) => x.answered(),
+            Validator::Smtp(s) => done[0] && done[1] || s.identified(),
             _ => done[0] && done[1],
         }
     }
