@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{JoinHandle, Thread};
@@ -68,6 +68,11 @@ pub struct Limits {
     pub max_datagram: usize,
     /// Largest message on a TCP stream, bytes.
     pub max_stream_message: usize,
+    /// How long a record of a policy generation newer than any registered with
+    /// [`Alerter::set_names`] waits for its names (a worker may judge under a new
+    /// generation a moment before the control plane registers it); after that it is
+    /// reported with ids.
+    pub names_wait: Duration,
 }
 
 impl Default for Limits {
@@ -88,6 +93,7 @@ impl Default for Limits {
             backoff_max: Duration::from_secs(30),
             max_datagram: 2048,
             max_stream_message: 8192,
+            names_wait: Duration::from_millis(200),
         }
     }
 }
@@ -243,6 +249,8 @@ struct Shared {
     notices: ArrayQueue<Notice>,
     notices_dropped: AtomicU64,
     names: Mutex<VecDeque<(u32, Arc<dyn NameSource>)>>,
+    /// The newest generation registered with `set_names` (0: none yet).
+    newest_names: AtomicU32,
     stop: AtomicBool,
     closed: AtomicBool,
     stop_timeout_ms: AtomicU64,
@@ -352,6 +360,7 @@ impl Alerter {
             notices: ArrayQueue::new(l.notice_capacity.max(1)),
             notices_dropped: AtomicU64::new(0),
             names: Mutex::new(VecDeque::new()),
+            newest_names: AtomicU32::new(0),
             stop: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             stop_timeout_ms: AtomicU64::new(0),
@@ -369,6 +378,7 @@ impl Alerter {
             utc_offset_s: config.utc_offset_s,
             limits: l,
             last_rep: HashMap::new(),
+            waiting: VecDeque::new(),
         };
         let handle = std::thread::Builder::new()
             .name("sekisho-alert".to_owned())
@@ -403,8 +413,9 @@ impl Alerter {
     }
 
     /// Register the names of policy generation `generation` (at start and after every
-    /// reload, before records of that generation arrive). The last
-    /// few generations are kept, for records still queued.
+    /// reload, as soon as the generation exists). The last few generations are kept,
+    /// for records still queued. A record of a generation newer than every registered
+    /// one waits up to [`Limits::names_wait`] for its names.
     pub fn set_names(&self, generation: u32, names: Arc<dyn NameSource>) {
         let mut n = self.shared.names.lock().unwrap_or_else(|e| e.into_inner());
         n.retain(|(g, _)| *g != generation);
@@ -412,6 +423,7 @@ impl Alerter {
         while n.len() > NAME_GENERATIONS {
             n.pop_front();
         }
+        self.shared.newest_names.fetch_max(generation, SeqCst);
     }
 
     /// Close and reopen the event file (after logrotate moved it; SIGUSR1). Done by
@@ -490,6 +502,9 @@ struct Dispatcher {
     limits: Limits,
     /// The last record each flood-control slot let through: the summary's example.
     last_rep: HashMap<u32, Record>,
+    /// Records of a generation whose names are not registered yet, oldest first, with
+    /// the time they were taken from the queue (at most a queue's worth).
+    waiting: VecDeque<(Instant, Record)>,
 }
 
 impl Dispatcher {
@@ -515,12 +530,20 @@ impl Dispatcher {
             while taken < BATCH {
                 let Some(q) = self.shared.queue.pop() else { break };
                 taken += 1;
-                let names = self.shared.names_for(q.record.generation);
-                events.push(event::from_record(&q.record, names.as_deref()));
                 self.last_rep.insert(q.slot, q.record);
+                let newest = self.shared.newest_names.load(SeqCst);
+                let early = newest > 0 && q.record.generation > newest;
+                if (early || !self.waiting.is_empty()) && self.waiting.len() < self.limits.queue_capacity {
+                    // Keep the order: once one waits, later ones queue behind it.
+                    self.waiting.push_back((Instant::now(), q.record));
+                } else {
+                    let names = self.shared.names_for(q.record.generation);
+                    events.push(event::from_record(&q.record, names.as_deref()));
+                }
             }
             let drained = self.shared.queue.is_empty() && self.shared.notices.is_empty();
             let final_round = stopping && drained;
+            self.release_waiting(final_round, &mut events);
             if final_round || last_summary.elapsed() >= self.limits.summary_interval {
                 let window = last_summary.elapsed();
                 last_summary = Instant::now();
@@ -549,6 +572,19 @@ impl Dispatcher {
         }
         for t in &self.shared.targets {
             t.join();
+        }
+    }
+
+    /// Turns waiting records into events, in order: those whose names are registered
+    /// now, or that waited [`Limits::names_wait`] (or all, at the end).
+    fn release_waiting(&mut self, all: bool, events: &mut Vec<Event>) {
+        while let Some((since, r)) = self.waiting.front().copied() {
+            let names = self.shared.names_for(r.generation);
+            if names.is_none() && !all && since.elapsed() < self.limits.names_wait {
+                break;
+            }
+            self.waiting.pop_front();
+            events.push(event::from_record(&r, names.as_deref()));
         }
     }
 

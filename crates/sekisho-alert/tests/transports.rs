@@ -42,6 +42,39 @@ fn udp_delivers_rfc5424_with_names() {
     assert_eq!(counters.passed, 1);
 }
 
+/// A worker may judge under a new policy generation a moment before the control plane
+/// registers its names: such a record waits for them (up to `names_wait`), and records
+/// behind it keep their order; one whose names never come goes out with ids.
+#[test]
+fn a_record_of_a_generation_not_yet_named_waits_for_its_names() {
+    let c = UdpCollector::new();
+    let a = start(vec![AlertTarget::new(c.url())]);
+    let mut early = record("deny:mynumber-isolation", "198.18.10.5", "203.0.113.9", now());
+    early.generation = 2;
+    a.submit(&early);
+    a.submit(&record("deny:no-rule", "203.0.113.7", "198.18.20.5", now()));
+    std::thread::sleep(Duration::from_millis(60));
+    assert!(c.recv(1, Duration::from_millis(20)).is_empty(), "sent before its names came");
+    a.set_names(2, policy());
+    let got = c.recv(2, SEC);
+    assert_eq!(got.len(), 2);
+    let (m, next) = (parse5424(&got[0]), parse5424(&got[1]));
+    assert_eq!(
+        (sd(&m, "gen"), sd(&m, "src_zone"), sd(&m, "port")),
+        (Some("2"), Some("mynumber"), Some("mn-uplink"))
+    );
+    assert_eq!(next.msgid.as_deref(), Some("NO_RULE"), "the one behind it keeps its place");
+    // Generation 3 is never registered: after names_wait it goes out with ids.
+    early.generation = 3;
+    let sent = Instant::now();
+    a.submit(&early);
+    let got = c.recv(1, SEC);
+    assert!(sent.elapsed() >= fast_limits().names_wait, "{:?}", sent.elapsed());
+    let m = parse5424(&got[0]);
+    assert_eq!((sd(&m, "gen"), sd(&m, "src_zone"), sd(&m, "port")), (Some("3"), None, Some("#0")));
+    a.shutdown(SEC);
+}
+
 #[test]
 fn tcp_uses_octet_counting() {
     let c = TcpCollector::new();

@@ -575,6 +575,9 @@ pub struct Stats {
     pub flows: FlowTableStats,
     /// The verdict event ring that feeds `events`.
     pub events: EventStats,
+    /// Alerts to syslog and the event file (docs/alerts.md).
+    #[serde(default)]
+    pub alerts: AlertStats,
     /// Every path leg's counters since the policy in force was loaded: connections,
     /// what inspection identified, what it cut.
     #[serde(default)]
@@ -759,6 +762,52 @@ pub struct EventStats {
     pub recorded: u64,
     /// Of those, overwritten before the control plane read them.
     pub lost: u64,
+}
+
+/// The alerts' counters since start ([`Stats::alerts`]; docs/alerts.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertStats {
+    /// Alerts that passed flood control and were queued.
+    pub passed: u64,
+    /// Alerts flood control held back (reported in `SUPPRESSED` summaries, or about to be).
+    pub suppressed: u64,
+    /// Alerts lost because the alert queue was full (reported as `ALERTS_DROPPED`).
+    pub queue_dropped: u64,
+    /// Notices (start, reload, ...) lost because their queue was full.
+    pub notices_dropped: u64,
+    /// Events produced: alerts, notices and summaries.
+    pub events: u64,
+    /// Of those, summaries (`SUPPRESSED`, `ALERTS_DROPPED`).
+    pub summaries: u64,
+    /// Lines written to `[alert] event_file`.
+    pub event_file_written: u64,
+    /// Failed writes, flushes or reopens of the event file.
+    pub event_file_errors: u64,
+    /// Reopens of the event file (SIGUSR1).
+    pub event_file_reopens: u64,
+    /// Per `[[alert.target]]`, in the file's order.
+    pub targets: Vec<AlertTargetStats>,
+}
+
+/// One syslog collector's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertTargetStats {
+    /// Its `url`.
+    pub url: String,
+    /// Messages written to the socket.
+    pub sent: u64,
+    /// Failed writes (UDP: the message is lost; TCP and unix: it is kept and sent again).
+    pub send_errors: u64,
+    /// Messages lost: the target's buffer was full, or still unsent at shutdown.
+    pub dropped: u64,
+    /// Messages below the target's `min_severity`, not sent.
+    pub filtered: u64,
+    /// Connections made (UDP and unix: sockets opened).
+    pub connects: u64,
+    /// Failed connection attempts.
+    pub connect_failures: u64,
+    /// Messages waiting in its buffer now.
+    pub buffered: u64,
 }
 
 /// One live flow ([`Command::Flows`]).

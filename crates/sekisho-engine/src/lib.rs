@@ -175,12 +175,15 @@ pub struct Verdict {
     /// What application inspection concluded on this packet, if it concluded anything:
     /// the flow was identified, or cut (with the application expected and seen).
     pub finding: Option<Finding>,
+    /// The policy generation the verdict was made under (alerts name zones, ports and
+    /// paths in the policy of this generation).
+    pub generation: u32,
 }
 
 impl Verdict {
     fn new(reason: Reason, packet: Option<PacketInfo>) -> Verdict {
         let action = if reason.allowed() { Action::Forward } else { Action::Drop };
-        Verdict { action, reason, monitored: false, packet, finding: None }
+        Verdict { action, reason, monitored: false, packet, finding: None, generation: 0 }
     }
 
     /// True when this verdict should raise an alert: anything enforce mode drops.
@@ -504,6 +507,7 @@ impl Engine {
                 verdict.action = Action::Forward;
                 verdict.monitored = true;
             }
+            verdict.generation = loaded.generation;
             return verdict;
         };
         let cx = Cx { engine: self, loaded, port, ingress, now, monitor, meta, shard };
@@ -622,13 +626,15 @@ fn judge(cx: &Cx<'_>, frame: &[u8]) -> Verdict {
     monitored(cx, v)
 }
 
-/// Monitor mode forwards what enforce mode drops, and says so.
+/// Monitor mode forwards what enforce mode drops, and says so; the verdict names its
+/// policy generation.
 #[inline]
 fn monitored(cx: &Cx<'_>, mut v: Verdict) -> Verdict {
     if cx.monitor && v.action == Action::Drop {
         v.action = Action::Forward;
         v.monitored = true;
     }
+    v.generation = cx.loaded.generation;
     v
 }
 

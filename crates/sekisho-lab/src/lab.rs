@@ -637,10 +637,7 @@ impl Lab {
 
     /// Sends one raw Ethernet frame out of `eth0` in host namespace `ns` (AF_PACKET).
     pub fn send_frame(&self, ns: Ns, frame: &[u8]) -> anyhow::Result<()> {
-        let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
-        let script = self.state.join("send_frame.py");
-        let mut c = self.command(ns, "python3");
-        c.arg(&script).args(["--dev", "eth0", "--hex", &hex]);
+        let mut c = self.frame_sender(ns, &[frame], 1, 0);
         cmd::run(&mut c, None, Duration::from_secs(10))?.check().map(drop)
     }
 
@@ -660,6 +657,21 @@ impl Lab {
         let mut c = self.command(ns, "python3");
         c.arg(&script).args(["--dev", "eth0", "--hex-file"]).arg(&file);
         cmd::run(&mut c, None, Duration::from_secs(60))?.check().map(drop)
+    }
+
+    /// A command that sends `count` raw Ethernet frames out of `eth0` in host namespace
+    /// `ns`, `frames` in turn, at `rate` frames per second (0: one every 50 ms).
+    pub fn frame_sender(&self, ns: Ns, frames: &[&[u8]], count: u64, rate: u64) -> Command {
+        let mut c = self.command(ns, "python3");
+        c.arg(self.state.join("send_frame.py")).args(["--dev", "eth0"]);
+        for f in frames {
+            c.arg("--hex").arg(f.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        }
+        c.arg("--count").arg(count.to_string());
+        if rate > 0 {
+            c.arg("--rate").arg(rate.to_string());
+        }
+        c
     }
 
     /// A description of what the lab is made of, for people.

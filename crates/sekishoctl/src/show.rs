@@ -147,6 +147,8 @@ pub(crate) fn stats(s: &Stats) -> String {
             "MONITORED",
             "TRUNCATED",
             "SEND-ERR",
+            "KERNEL-DROP",
+            "FOREIGN",
         ],
         &rows,
     );
@@ -223,6 +225,57 @@ pub(crate) fn stats(s: &Stats) -> String {
     let m = &s.monitor;
     let _ = writeln!(o, "monitor     {} detections, {} lost, {} blocked", m.detections, m.lost, m.blocked);
     let _ = writeln!(o, "events      {} recorded, {} lost", s.events.recorded, s.events.lost);
+    let a = &s.alerts;
+    let _ = writeln!(
+        o,
+        "alerts      {} passed, {} suppressed, {} queue-dropped, {} notices dropped; {} events ({} summaries); \
+         event file {} lines, {} errors, {} reopens",
+        a.passed,
+        a.suppressed,
+        a.queue_dropped,
+        a.notices_dropped,
+        a.events,
+        a.summaries,
+        a.event_file_written,
+        a.event_file_errors,
+        a.event_file_reopens
+    );
+    if !a.targets.is_empty() {
+        let rows: Vec<Vec<String>> = a
+            .targets
+            .iter()
+            .map(|t| {
+                let mut row = vec![t.url.clone()];
+                row.extend(
+                    [
+                        t.sent,
+                        t.send_errors,
+                        t.dropped,
+                        t.filtered,
+                        t.connects,
+                        t.connect_failures,
+                        t.buffered,
+                    ]
+                    .map(|n| n.to_string()),
+                );
+                row
+            })
+            .collect();
+        o += "\n";
+        o += &table(
+            &[
+                "ALERT TARGET",
+                "SENT",
+                "SEND-ERR",
+                "DROPPED",
+                "FILTERED",
+                "CONNECTS",
+                "CONNECT-FAIL",
+                "BUFFERED",
+            ],
+            &rows,
+        );
+    }
     o
 }
 

@@ -4,6 +4,7 @@
 //! configuration error.
 #![deny(unsafe_code)]
 
+mod alerts;
 mod control;
 mod explain;
 mod notify;

@@ -130,8 +130,9 @@ pub(crate) fn changes(old: &Policy, new: &Policy) -> Changes {
 }
 
 /// Why `new` cannot replace `old` without a restart, if it cannot: the ports'
-/// names and interfaces, the `[flow]`, `[inspect]` and `[monitor]` sections and the
-/// control socket are fixed at start.
+/// names and interfaces, the `[flow]`, `[inspect]` and `[monitor]` sections, `[daemon]
+/// io` and `workers`, the control socket and `[alert]` (collectors and event file) are
+/// fixed at start.
 pub(crate) fn restart_needed(old: &Policy, new: &Policy) -> Option<String> {
     let key = |p: &Policy| -> Vec<(String, String, String)> {
         p.ports().iter().map(|x| (x.name.clone(), x.inside.clone(), x.outside.clone())).collect()
@@ -175,6 +176,13 @@ pub(crate) fn restart_needed(old: &Policy, new: &Policy) -> Option<String> {
             old.control_socket(),
             new.control_socket()
         ));
+    }
+    if old.alert_targets() != new.alert_targets() || old.alert_event_file() != new.alert_event_file() {
+        return Some(
+            "[alert] changed (its [[alert.target]] collectors or event_file); the alert threads and the \
+             event file are opened at start: restart sekishod to apply it"
+                .into(),
+        );
     }
     None
 }
@@ -270,5 +278,11 @@ method = "file-sanitize"
         assert!(restart_needed(&old, &moved).unwrap().contains("restart sekishod"));
         let flow = load(&format!("[flow]\ncapacity = 10\n{BASE}"));
         assert!(restart_needed(&old, &flow).unwrap().contains("[flow]"));
+        let target = "[[alert.target]]\nurl = \"udp://127.0.0.1:514\"\n";
+        let alert = load(&format!("{BASE}\n{target}"));
+        assert!(restart_needed(&old, &alert).unwrap().contains("[alert] changed"));
+        let severity = load(&format!("{BASE}\n{target}min_severity = \"crit\"\n"));
+        assert!(restart_needed(&alert, &severity).unwrap().contains("restart sekishod"));
+        assert!(restart_needed(&alert, &load(&format!("{BASE}\n{target}"))).is_none());
     }
 }

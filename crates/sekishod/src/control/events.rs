@@ -252,6 +252,7 @@ mod tests {
                 dport: 443,
             }),
             finding: None,
+            generation: 1,
         }
     }
 

@@ -1,8 +1,8 @@
 //! The one place where what happens is recorded: every operator change (and automatic
 //! rollback) is logged with uid, pid and what changed, appended to the change history on
 //! disk and published on the event stream; verdict events from the data plane are
-//! published on the same stream. An alerter can be handed the changes here too
-//! ([`Journal::on_change`]).
+//! published on the same stream. (Syslog notices about changes are sent by the
+//! controller, which knows their details: `crate::alerts`.)
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -21,9 +21,6 @@ pub(crate) const BACKLOG: usize = 1_000;
 /// Events a `--follow` reader may lag behind before it loses some.
 pub(crate) const STREAM_CAPACITY: usize = 4_096;
 
-/// A hook for changes (the alert pipeline's, when it is wired in).
-pub(crate) type ChangeHook = Box<dyn Fn(&Change) + Send + Sync>;
-
 struct Published {
     next_seq: u64,
     backlog: VecDeque<Arc<Event>>,
@@ -35,7 +32,6 @@ pub(crate) struct Journal {
     file: Mutex<File>,
     published: Mutex<Published>,
     stream: broadcast::Sender<Arc<Event>>,
-    hooks: Mutex<Vec<ChangeHook>>,
 }
 
 impl Journal {
@@ -51,7 +47,6 @@ impl Journal {
             file: Mutex::new(file),
             published: Mutex::new(Published { next_seq: 1, backlog: VecDeque::with_capacity(BACKLOG) }),
             stream,
-            hooks: Mutex::new(Vec::new()),
         })
     }
 
@@ -61,15 +56,7 @@ impl Journal {
         &self.path
     }
 
-    /// Also hands every change to `hook` (called with the journal's lock not held).
-    #[allow(dead_code)] // the alert pipeline's entry point
-    pub(crate) fn on_change(&self, hook: ChangeHook) {
-        if let Ok(mut hooks) = self.hooks.lock() {
-            hooks.push(hook);
-        }
-    }
-
-    /// Records one change: log line, history file, event stream, hooks.
+    /// Records one change: log line, history file, event stream.
     pub(crate) fn record(&self, change: Change) {
         let who = match (change.uid, change.pid) {
             (Some(uid), Some(pid)) => {
@@ -92,11 +79,6 @@ impl Journal {
         }
         if let Err(e) = self.append(&change) {
             tracing::error!("cannot append to the change history {}: {e:#}", self.path.display());
-        }
-        if let Ok(hooks) = self.hooks.lock() {
-            for hook in hooks.iter() {
-                hook(&change);
-            }
         }
         let at = change.at.clone();
         self.publish(at, EventBody::Change { change });

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
+use sekisho_alert::What;
 use sekisho_control::*;
 use sekisho_dataplane::DataPlane;
 use sekisho_engine::{Engine, Now, Review};
@@ -34,6 +35,7 @@ use sha2::Digest;
 use self::auth::Access;
 use self::events::{EventRing, Reader};
 use self::journal::Journal;
+use crate::alerts::{mode_named, Alerts};
 
 /// Reading and setting the daemon's log filter (the binary owns the subscriber).
 pub(crate) trait LogControl: Send + Sync {
@@ -87,6 +89,7 @@ pub(crate) struct Setup {
     pub socket: PathBuf,
     pub access: Access,
     pub log: Arc<dyn LogControl>,
+    pub alerts: Arc<Alerts>,
 }
 
 /// The daemon as operators see and change it.
@@ -107,6 +110,7 @@ pub(crate) struct Controller {
     /// Clients connected now.
     pub(crate) clients: AtomicU64,
     log: Arc<dyn LogControl>,
+    pub(crate) alerts: Arc<Alerts>,
 }
 
 /// SHA-256 as lowercase hex.
@@ -178,6 +182,7 @@ impl Controller {
             access: RwLock::new(s.access),
             clients: AtomicU64::new(0),
             log: s.log,
+            alerts: s.alerts,
         }
     }
 
@@ -307,7 +312,8 @@ impl Controller {
 
     fn stats(&self) -> Stats {
         let lost = self.reader.lock().map(|r| r.lost).unwrap_or(0);
-        view::stats(&self.engine, &self.dp, EventStats { recorded: self.ring.recorded(), lost })
+        let events = EventStats { recorded: self.ring.recorded(), lost };
+        view::stats(&self.engine, &self.dp, events, self.alerts.stats())
     }
 
     fn explain(&self, a: &ExplainArgs) -> Result<Explanation, ErrorBody> {
@@ -388,6 +394,7 @@ impl Controller {
             .engine
             .reload(new.policy.clone())
             .map_err(|e| err(ErrorCode::RestartNeeded, format!("{e}; the running policy stays")))?;
+        self.alerts.name(&self.engine);
         // The groups are looked up again at every change (`groupadd`, then `reload`).
         let (access, mut notes) = Access::resolve(new.policy.control());
         if self.access.read().is_ok_and(|a| *a != access) {
@@ -405,6 +412,8 @@ impl Controller {
 
     /// `reload` (and SIGHUP, `action` "sighup").
     pub(crate) fn reload(&self, args: ReloadArgs, who: Who, action: &str) -> Result<ReloadReport, ErrorBody> {
+        let origin =
+            args.policy.as_ref().map_or_else(|| self.config_path.display().to_string(), |p| p.origin.clone());
         let result = self.reload_inner(args, who);
         match &result {
             Ok(r) => {
@@ -413,6 +422,14 @@ impl Controller {
                     .as_ref()
                     .map(|t| format!("; rolls back at {t} unless confirmed"))
                     .unwrap_or_default();
+                let trial =
+                    r.confirm_by.as_ref().map(|t| format!(" (on trial: rolls back at {t} unless confirmed)"));
+                self.alerts.loaded(
+                    &self.engine,
+                    who.uid,
+                    format!("{}{}", r.origin, trial.unwrap_or_default()),
+                    r.changes.mode.as_ref().and_then(|m| mode_named(&m.from)),
+                );
                 self.record(
                     action,
                     who,
@@ -426,7 +443,14 @@ impl Controller {
                     ),
                 )
             }
-            Err(e) => self.record(action, who, false, format!("refused: {}", e.message)),
+            Err(e) => {
+                self.alerts.notice(
+                    &self.engine,
+                    who.uid,
+                    What::ReloadFailed { origin, error: e.message.clone() },
+                );
+                self.record(action, who, false, format!("refused: {}", e.message))
+            }
         }
         result
     }
@@ -560,6 +584,13 @@ impl Controller {
             Ok(r) => {
                 let why = if automatic { "not confirmed in time: " } else { "" };
                 let origin = self.state().map(|s| s.current.origin.clone()).unwrap_or_default();
+                let how = if automatic { "automatic rollback, not confirmed in time" } else { "rollback" };
+                self.alerts.loaded(
+                    &self.engine,
+                    who.uid,
+                    format!("{origin} ({how}, from generation {})", r.from_generation),
+                    r.changes.mode.as_ref().and_then(|m| mode_named(&m.from)),
+                );
                 self.record(
                     action,
                     who,
@@ -607,12 +638,17 @@ impl Controller {
             })
         })();
         match &result {
-            Ok(m) => self.record(
-                "mode",
-                who,
-                true,
-                format!("mode {} -> {}; {}", m.previous, m.mode, cut_text(&m.cut)),
-            ),
+            Ok(m) => {
+                if let Some(from) = mode_named(&m.previous).filter(|_| m.previous != m.mode) {
+                    self.alerts.notice(&self.engine, who.uid, What::ModeChanged { from });
+                }
+                self.record(
+                    "mode",
+                    who,
+                    true,
+                    format!("mode {} -> {}; {}", m.previous, m.mode, cut_text(&m.cut)),
+                )
+            }
             Err(e) => self.record("mode", who, false, format!("refused: {}", e.message)),
         }
         result

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use sekisho_control::{
-    ErrorBody, ErrorCode, EventStats, Flow, FlowQuery, FlowSort, FlowTableStats, InspectionStats,
+    AlertStats, ErrorBody, ErrorCode, EventStats, Flow, FlowQuery, FlowSort, FlowTableStats, InspectionStats,
     LegCounters, LegTraffic, MonitorStats, PortStats, SideStats, Stats, ZonePairTraffic,
 };
 use sekisho_dataplane::{DataPlane, IoCounters};
@@ -58,7 +58,7 @@ pub(crate) fn port_stats(engine: &Engine, dp: &DataPlane) -> Vec<PortStats> {
 }
 
 /// The whole of `stats`.
-pub(crate) fn stats(engine: &Engine, dp: &DataPlane, events: EventStats) -> Stats {
+pub(crate) fn stats(engine: &Engine, dp: &DataPlane, events: EventStats, alerts: AlertStats) -> Stats {
     let loaded = engine.loaded();
     let policy = &loaded.policy;
     let counters = engine.counters();
@@ -105,6 +105,7 @@ pub(crate) fn stats(engine: &Engine, dp: &DataPlane, events: EventStats) -> Stat
             refused: f.refused,
         },
         events,
+        alerts,
         leg_counters: leg_counters(engine),
         inspection: inspection(engine),
         monitor: monitor(engine),
