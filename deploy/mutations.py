@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Breaks the engine on purpose, one separation fix at a time, and shows which tests catch
-each break (docs/security.md, "How each way around it is closed").
+"""Breaks the engine on purpose, one separation or inspection fix at a time, and shows which
+tests catch each break (docs/security.md, "How each way around it is closed" and "What an
+approved path carries").
 
-    python3 deploy/mutations.py            # every mutation (about 30 minutes on 2 cores)
+    python3 deploy/mutations.py            # every mutation (about 40 minutes on 2 cores)
     python3 deploy/mutations.py 1a 7       # those whose names start with 1a or 7
 
 Run it on a clean tree: each mutation edits one file and `git checkout` restores it.
@@ -18,7 +19,7 @@ os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 M = [
  ("1a icmp error from any source", "crates/sekisho-engine/src/resolve.rs", "if ip.src != q.dst && !from_router {", "if false && ip.src != q.dst && !from_router {"),
  ("1b icmp error of any size", "crates/sekisho-engine/src/resolve.rs", "if ip.total_len > max {", "if false && ip.total_len > max {"),
- ("1c related skips re-decision", "crates/sekisho-engine/src/resolve.rs", "    let reason = decide::current(cx, entry, &key);\n    if reason.allowed() {\n        Reason::Related", "    let reason = Reason::IntraZone;\n    if reason.allowed() {\n        Reason::Related"),
+ ("1c related skips re-decision", "crates/sekisho-engine/src/resolve.rs", "    let reason = decide::current(cx, entry, &key, entry.inspect_state());\n    if reason.allowed() {\n        Reason::Related", "    let reason = Reason::IntraZone;\n    if reason.allowed() {\n        Reason::Related"),
  ("1d icmp error from either side", "crates/sekisho-engine/src/resolve.rs", "    if cx.ingress.side != peer_side {\n        return Reason::SpoofedSource;", "    if false && cx.ingress.side != peer_side {\n        return Reason::SpoofedSource;"),
  ("2a mapped ipv6 accepted", "crates/sekisho-engine/src/ingress.rs", "matches!(a.to_bits() >> 32, 0 | 0xffff | 0xffff_0000)", "false && matches!(a.to_bits() >> 32, 0 | 0xffff | 0xffff_0000)"),
  ("3 link traffic judged by its source", "crates/sekisho-engine/src/link.rs", "on_segment_source(policy, port, side, ip.src) && on_segment_destination(policy, port, ip.dst)", "on_segment_source(policy, port, side, ip.src)"),
@@ -27,9 +28,9 @@ M = [
  ("5 any vlan", "crates/sekisho-engine/src/ingress.rs", "if !vlan.outer_is_service_tag && port.admits_vlan(vlan.outer, vlan.inner) {", "if true || port.admits_vlan(vlan.outer, vlan.inner) {"),
  ("6a no side binding", "crates/sekisho-engine/src/track.rs", "    if cx.ingress.side != expected {\n        return Reason::SpoofedSource;", "    if false && cx.ingress.side != expected {\n        return Reason::SpoofedSource;"),
  ("6b established evictable", "crates/sekisho-flow/src/entry.rs", "!matches!(self, FlowState::Replied | FlowState::Established)", "true"),
- ("6c no sequence check", "crates/sekisho-engine/src/track.rs", "Observed::OutOfWindow if reason.allowed() => return Reason::OutOfWindow,", "Observed::OutOfWindow if false => return Reason::OutOfWindow,"),
+ ("6c no sequence check", "crates/sekisho-flow/src/entry.rs", "Step::OutOfWindow => return Observed::OutOfWindow,", "Step::OutOfWindow => current,"),
  ("6d one share for all", "crates/sekisho-flow/src/map.rs", "guaranteed: capacity / (2 * n),", "guaranteed: 0,"),
- ("7a fragments keep their first verdict", "crates/sekisho-engine/src/resolve.rs", "    let reason = decide::current(cx, entry, &parent);\n    if reason.allowed() {\n        if let", "    let reason = crate::reason::decode(entry.decision().verdict);\n    if reason.allowed() {\n        if let"),
+ ("7a fragments keep their first verdict", "crates/sekisho-engine/src/resolve.rs", "    let reason = decide::current(cx, entry, &parent, entry.inspect_state());\n    if reason.allowed() {\n        if let", "    let reason = crate::reason::decode(entry.decision().verdict);\n    if reason.allowed() {\n        if let"),
  ("7b fragments live forever", "crates/sekisho-flow/src/fragments.rs", "now.saturating_sub(self.created) > *lifetime", "false && now.saturating_sub(self.created) > *lifetime"),
  ("8 echo keyed without direction", "crates/sekisho-wire/src/lib.rs", "        if self.is_echo_request() {\n            (self.ident, 0)\n        } else if self.is_echo_reply() {\n            (0, self.ident)", "        if self.is_echo_request() {\n            (self.ident, self.ident)\n        } else if self.is_echo_reply() {\n            (self.ident, self.ident)"),
  ("10a timeouts on the wall clock", "crates/sekisho-engine/src/lib.rs", "        let cx = Cx { engine: self, loaded: &loaded, port, ingress, now, monitor };", "        let now = Now { mono: now.wall.0, ..now };\n                let cx = Cx { engine: self, loaded: &loaded, port, ingress, now, monitor };"),
@@ -49,6 +50,16 @@ M = [
  ("22 any ethertype listable", "crates/sekisho-policy/src/load.rs", "_ if LINK_ETHERTYPES.iter().any(|(e, _)| *e == t) => None,", "_ if !matches!(t, 0..=0x05ff | 0x0800 | 0x86dd | 0x0806 | 0x8100 | 0x88a8 | 0x9100) => None,"),
  ("23 ethernet trailers pass", "crates/sekisho-wire/src/lib.rs", "if frame.len() > padded.max(l2_len + ip.total_len) {", "if false && frame.len() > padded.max(l2_len + ip.total_len) {"),
  ("24 fragments keyed by the final protocol", "crates/sekisho-engine/src/resolve.rs", "let key = FragmentKey::new(cx.ingress.port.0, vlan, frag.proto, ip.src, ip.dst, frag.id);\n    let record", "let key = FragmentKey::new(cx.ingress.port.0, vlan, ip.protocol, ip.src, ip.dst, frag.id);\n    let record"),
+ ("25a inspect a segment with a wrong checksum", "crates/sekisho-engine/src/inspect/mod.rs", "if !p.fragmented() && !cx.meta.checksum_partial && !p.checksum_ok() {", "if false && !p.fragmented() && !cx.meta.checksum_partial && !p.checksum_ok() {"),
+ ("25b pass data ahead of the next byte", "crates/sekisho-engine/src/inspect/stream.rs", "return if self.done { Accept::Nothing } else { Accept::Ahead };", "return Accept::Nothing;"),
+ ("25c inspect a RST's data", "crates/sekisho-engine/src/inspect/mod.rs", "let data = if rst { &[][..] } else { p.payload };", "let data = p.payload;"),
+ ("25d repetitions not compared", "crates/sekisho-engine/src/inspect/stream.rs", "if held != Some(&payload[skip..overlap]) {", "if false && held != Some(&payload[skip..overlap]) {"),
+ ("25e state freed before the receiver has the bytes", "crates/sekisho-engine/src/inspect/mod.rs", "all(|(i, dir)| dir.done && dir.delivered(tracker.acked(i == 0)));", "all(|(_, dir)| dir.done);"),
+ ("25f fragments of inspected segments pass", "crates/sekisho-engine/src/inspect/mod.rs", "if p.fragmented() && tcp {", "if false && p.fragmented() && tcp {"),
+ ("26 the server's bytes unchecked", "crates/sekisho-engine/src/inspect/validate.rs", "    pub(crate) fn feed(&mut self, env: &Env<'_>, from_initiator: bool, data: &[u8]) -> Step {\n        let d = side(from_initiator);", "    pub(crate) fn feed(&mut self, env: &Env<'_>, from_initiator: bool, data: &[u8]) -> Step {\n        let d = side(from_initiator);\n        if !from_initiator {\n            return Step::done(data.len());\n        }"),
+ ("27 the text leg takes any part", "crates/sekisho-engine/src/inspect/mime.rs", "if !(ty.eq_ignore_ascii_case(b\"text\") && sub.eq_ignore_ascii_case(b\"plain\")) {", "if false {"),
+ ("28 server names unchecked", "crates/sekisho-engine/src/inspect/tls.rs", "env.service.filter(|s| !s.sni_allow.is_empty()) else", "env.service.filter(|_| false) else"),
+ ("29 a full inspection table lets data through", "crates/sekisho-engine/src/inspect/mod.rs", "bump(&c.table_full);\n                    return Reason::FlowTableFull;", "bump(&c.table_full);\n                    return reason;"),
 ]
 only = sys.argv[1:]
 for name, path, old, new in M:
@@ -60,7 +71,7 @@ for name, path, old, new in M:
     open(path, "w").write(src.replace(old, new, 1))
     try:
         caught = []
-        for t in ["separation", "attacks", "review_attacks", "engine"]:
+        for t in ["separation", "attacks", "review_attacks", "engine", "inspection"]:
             r = subprocess.run(["cargo", "test", "-p", "sekisho-engine", "--test", t], capture_output=True, text=True, timeout=1200)
             out = r.stdout + r.stderr
             if "could not compile" in out:

@@ -11,6 +11,12 @@ Several --hex frames are sent in turn, --count frames in all; --rate paces a flo
 
     ip netns exec sk-lg python3 send_frame.py --dev eth0 --hex F1 --hex F2 ... --count 100000 --rate 20000
 
+--hex-file takes the frames from a file, one hex frame a line (too many for a command
+line: a SYN flood from thousands of sources); each is sent once, back to back, unless
+--count says otherwise:
+
+    ip netns exec sk-in python3 send_frame.py --dev eth0 --hex-file frames.txt
+
 Standard library only; needs CAP_NET_RAW (root).
 """
 import argparse
@@ -26,14 +32,23 @@ MAX_COUNT = 1_000_000
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dev", required=True, help="interface to send on")
-    parser.add_argument("--hex", required=True, action="append",
+    parser.add_argument("--hex", action="append", default=[],
                         help="a whole frame, hex (from the destination MAC on); several are sent in turn")
-    parser.add_argument("--count", type=int, default=1, help=f"how many frames in all (1-{MAX_COUNT:,})")
+    parser.add_argument("--hex-file", help=f"a file of frames, one hex frame a line (at most {MAX_COUNT:,})")
+    parser.add_argument("--count", type=int, default=None,
+                        help=f"how many frames in all (1-{MAX_COUNT:,}; default: 1, or each frame of --hex-file once)")
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between frames (without --rate)")
     parser.add_argument("--rate", type=float, default=0.0, help="frames per second (a flood); overrides --interval")
     args = parser.parse_args()
+    texts = list(args.hex)
+    if args.hex_file:
+        with open(args.hex_file) as f:
+            texts += [line.strip() for n, line in zip(range(MAX_COUNT), f) if line.strip()]
+    if not texts:
+        print("send_frame: --hex or --hex-file is needed", file=sys.stderr)
+        return 2
     frames = []
-    for text in args.hex:
+    for text in texts:
         try:
             frame = bytes.fromhex(text)
         except ValueError as e:
@@ -43,6 +58,10 @@ def main() -> int:
             print(f"send_frame: a frame is 14 to {MAX_FRAME} bytes, not {len(frame)}", file=sys.stderr)
             return 2
         frames.append(frame)
+    if args.count is None:
+        args.count = len(frames) if args.hex_file else 1
+        if args.hex_file and args.rate == 0:
+            args.interval = 0.0
     count = max(1, min(args.count, MAX_COUNT))
     started = time.monotonic()
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:

@@ -31,8 +31,10 @@ pub const ADMIN_GROUP: &str = "ske2e-admin";
 pub const READ_GROUP: &str = "ske2e-read";
 
 /// What the tests add to configs/lab.toml: an iperf3 leg (lgwan → file sanitiser host,
-/// TCP 5201, any application) and a rule whose service is `any` toward an address with
-/// no host, so that a tunnel can match an allowed connection and meet `deny:tunnel`.
+/// TCP 5201, any application), a rule whose service is `any` toward an address with
+/// no host, so that a tunnel can match an allowed connection and meet `deny:tunnel`, an
+/// α' local-breakout leg (lgwan → 203.0.113.7:8443 by server name), and a temporary
+/// block of scanning sources (the monitor's `block_ttl_s`, off by default).
 pub const E2E_EXTRA: &str = r#"
 
 # --- added by the end-to-end tests (tests/src/lib.rs) ---
@@ -59,6 +61,25 @@ name = "e2e-tunnel-probe"
 from = "198.18.20.5"
 to = "198.18.40.30"
 service = "e2e-any"
+
+[[service]]
+name = "e2e-cloud"
+proto = "tcp"
+ports = [8443]
+app = "tls"
+sni_allow = ["portal.example.lg.jp", "*.example.com"]
+
+[[path]]
+name = "e2e-alpha-prime"
+method = "local-breakout"
+  [[path.leg]]
+  from = "zone:lgwan"
+  to = "203.0.113.7"
+  service = "e2e-cloud"
+
+[monitor]
+scan_ports = 32
+block_ttl_s = 20
 "#;
 
 /// The daemon's mode for a test.

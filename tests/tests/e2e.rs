@@ -4,10 +4,11 @@
 //! through its control socket. The fixture (and the root requirement) is in
 //! `tests/src/lib.rs`.
 
-use std::time::Duration;
+use std::io::Write;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use sekisho_e2e::{blocked, pass, visible, with_lab, Mode};
+use sekisho_e2e::{blocked, pass, visible, with_lab, Fixture, Mode};
 use sekisho_lab::{addr, cmd, MailProbe, Ns};
 use sekisho_testkit as tk;
 
@@ -457,4 +458,330 @@ fn link_traffic_aimed_across_zones_does_not_cross() {
         )?;
         Ok(())
     });
+}
+
+/// How much path `path`'s leg `leg` moved between two `stats` answers (its
+/// `leg_counters`): (flows, mismatches, not-sanitised cuts, connections identified as
+/// `app`).
+fn leg_moved(
+    before: &sekisho_lab::Stats,
+    after: &sekisho_lab::Stats,
+    path: &str,
+    leg: u16,
+    app: &str,
+) -> anyhow::Result<[u64; 4]> {
+    let find = |s: &sekisho_lab::Stats| {
+        s.raw
+            .leg_counters
+            .iter()
+            .find(|l| l.path == path && l.leg == leg)
+            .map(|l| [l.flows, l.mismatches, l.not_sanitized, l.apps.get(app).copied().unwrap_or(0)])
+            .with_context(|| format!("stats has no leg_counters for {path}/{leg}"))
+    };
+    let (b, a) = (find(before)?, find(after)?);
+    Ok([0, 1, 2, 3].map(|i| a[i].saturating_sub(b[i])))
+}
+
+/// Runs `f` with `address` added to `eth0` of host namespace `ns` for the while: a source
+/// of its own for a connection that is cut, so that the server's retransmissions to it
+/// afterwards cannot show up in another test's witness.
+fn with_address<T>(
+    fx: &mut Fixture,
+    ns: Ns,
+    address: &str,
+    f: impl FnOnce(&mut Fixture) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    fx.lab.must(ns, &["ip", "addr", "add", &format!("{address}/32"), "dev", "eth0"])?;
+    let result = f(fx);
+    fx.lab.must(ns, &["ip", "addr", "del", &format!("{address}/32"), "dev", "eth0"])?;
+    result
+}
+
+/// Captures, in host namespace `ns`, TCP segments to `dst` port `port` whose data starts
+/// with `prefix` (4 bytes): a witness that a payload did or did not arrive.
+fn payload_witness(
+    fx: &Fixture,
+    ns: Ns,
+    dst: &str,
+    port: u16,
+    prefix: &[u8; 4],
+) -> anyhow::Result<sekisho_lab::probe::Capture> {
+    let word = u32::from_be_bytes(*prefix);
+    fx.lab.capture(
+        ns,
+        "eth0",
+        &format!("dst host {dst} and tcp dst port {port} and tcp[((tcp[12:1] & 0xf0) >> 2):4] = {word:#x}"),
+    )
+}
+
+#[test]
+fn an_http_request_to_the_smtp_relay_is_cut_before_its_first_byte_arrives() {
+    with_lab("an_http_request_to_the_smtp_relay_is_cut_before_its_first_byte_arrives", Mode::Enforce, |fx| {
+        let before = fx.snapshot()?;
+        let witness = payload_witness(fx, Ns::Sanitization, addr::SZ_RELAY, 25, b"GET ")?;
+        let url = format!("http://{}:25/", addr::SZ_RELAY);
+        blocked(fx.lab.plaintext_http(Ns::Internet, addr::IN_SENDER, &url), "HTTP to the relay's SMTP port")?;
+        let seen = witness.finish()?;
+        ensure!(seen.is_empty(), "the HTTP request reached the relay: {seen:?}");
+        let d = fx.moved(&before, "deny:app-mismatch")?;
+        ensure!(d.side("in-in", "dropped") >= 1, "in-in dropped nothing: {d}");
+        // The control socket's per-leg counters: a mismatch on the mail path's first leg,
+        // seen as HTTP.
+        let [flows, mismatches, _, http] = leg_moved(&before, &fx.snapshot()?, "mail-textify", 1, "http")?;
+        ensure!(flows >= 1 && mismatches >= 1 && http >= 1, "leg counters: {flows} {mismatches} {http}");
+        Ok(())
+    });
+}
+
+#[test]
+fn an_ssh_client_pointed_at_the_screen_transfer_port_is_cut() {
+    with_lab("an_ssh_client_pointed_at_the_screen_transfer_port_is_cut", Mode::Enforce, |fx| {
+        let terminal = "198.18.20.78";
+        let before = fx.snapshot()?;
+        let witness = payload_witness(fx, Ns::Internet, addr::IN_VDI, 3389, b"SSH-")?;
+        let out = with_address(fx, Ns::Lgwan, terminal, |fx| {
+            fx.lab.exec(
+                Ns::Lgwan,
+                &[
+                    "ssh",
+                    "-p",
+                    "3389",
+                    "-b",
+                    terminal,
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                    "-o",
+                    "UserKnownHostsFile=/dev/null",
+                    "-o",
+                    "ConnectTimeout=3",
+                    "-o",
+                    "ServerAliveInterval=1",
+                    "-o",
+                    "ServerAliveCountMax=2",
+                    &format!("e2e@{}", addr::IN_VDI),
+                    "true",
+                ],
+                None,
+                Duration::from_secs(8),
+            )
+        })?;
+        ensure!(!out.success(), "ssh to the VDI's RDP port succeeded: {}", out.summary());
+        let seen = witness.finish()?;
+        ensure!(seen.is_empty(), "the SSH client's banner reached the VDI host: {seen:?}");
+        fx.moved(&before, "deny:app-mismatch")?;
+        // The real screen transfer on the same leg still works.
+        pass(fx.lab.rdp(Ns::Lgwan, addr::LG_TERMINAL, addr::IN_VDI), "lgwan -> VDI 3389")?;
+        Ok(())
+    });
+}
+
+#[test]
+fn a_mail_with_an_attachment_straight_from_the_relay_host_to_lgwan_is_refused() {
+    with_lab(
+        "a_mail_with_an_attachment_straight_from_the_relay_host_to_lgwan_is_refused",
+        Mode::Enforce,
+        |fx| {
+            let before = fx.snapshot()?;
+            let count = fx.lab.mailbox().len();
+            // The relay's own address, the LGWAN mail host: the leg allows the connection, but
+            // the message is not text-ified (HTML, an executable attachment, base64).
+            let probe = MailProbe { marker: "bypass", subject: "bypass" };
+            blocked(
+                fx.lab.swaks(Ns::Sanitization, addr::SZ_RELAY, addr::LG_MAIL, &probe),
+                "relay host -> LGWAN mail, not sanitised",
+            )?;
+            let d = fx.moved(&before, "deny:not-sanitized")?;
+            ensure!(d.reason("allow:path") > 0, "the connection was not allowed to start: {d}");
+            // The control socket's per-leg counters: the relay → LGWAN leg counted the cut.
+            let [_, _, cut, _] = leg_moved(&before, &fx.snapshot()?, "mail-textify", 2, "smtp")?;
+            ensure!(cut == 1, "leg counters: {cut} not-sanitised cuts on mail-textify/2");
+            ensure!(fx.lab.mailbox().len() == count, "the LGWAN mail host accepted the message");
+            // Through the relay, the same mail arrives text-ified.
+            let marker = format!("e2e-after-bypass-{}", std::process::id());
+            let probe = MailProbe { marker: &marker, subject: "through the relay" };
+            pass(fx.lab.swaks(Ns::Internet, addr::IN_SENDER, addr::SZ_RELAY, &probe), "swaks to the relay")?;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while fx.lab.mailbox().len() == count && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            ensure!(
+                fx.lab.mailbox().iter().any(|(_, m)| m.contains(&marker)),
+                "the text mail did not arrive"
+            );
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn alpha_prime_passes_curl_to_an_allowed_name_and_cuts_another() {
+    with_lab("alpha_prime_passes_curl_to_an_allowed_name_and_cuts_another", Mode::Enforce, |fx| {
+        // A TLS server on the internet host's port 8443 (the lab's web server, again).
+        let state = fx.lab.state_dir().to_path_buf();
+        let mut server = fx.lab.command(Ns::Internet, "python3");
+        server
+            .arg(state.join("file_sanitizer.py"))
+            .args(["--role", "web", "--listen", &format!("{}:8443", addr::IN_SENDER)])
+            .arg("--cert")
+            .arg(state.join("tls-cert.pem"))
+            .arg("--key")
+            .arg(state.join("tls-key.pem"))
+            .arg("--store")
+            .arg(state.join("files"));
+        server.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        let mut server = server.spawn().context("cannot start the TLS server")?;
+        std::thread::sleep(Duration::from_millis(700));
+        let terminal = "198.18.20.77";
+        let before = fx.snapshot()?;
+        let results = with_address(fx, Ns::Lgwan, terminal, |fx| {
+            let curl = |target: &str, resolve: Option<&str>| {
+                let mut args = vec![
+                    "curl",
+                    "-sS",
+                    "-k",
+                    "--noproxy",
+                    "*",
+                    "--interface",
+                    terminal,
+                    "--connect-timeout",
+                    "2",
+                    "--max-time",
+                    "4",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                ];
+                if let Some(r) = resolve {
+                    args.extend(["--resolve", r]);
+                }
+                args.push(target);
+                fx.lab.exec(Ns::Lgwan, &args, None, Duration::from_secs(8))
+            };
+            let allowed_resolve = format!("portal.example.lg.jp:8443:{}", addr::IN_SENDER);
+            let other_resolve = format!("www.example.net:8443:{}", addr::IN_SENDER);
+            Ok((
+                curl("https://portal.example.lg.jp:8443/", Some(&allowed_resolve))?,
+                curl("https://www.example.net:8443/", Some(&other_resolve))?,
+                curl(&format!("https://{}:8443/", addr::IN_SENDER), None)?,
+            ))
+        });
+        let _ = cmd::stop_child(&mut server, Duration::from_secs(1));
+        let (allowed, other, ip) = results?;
+        ensure!(
+            allowed.success() && allowed.stdout_text().starts_with('2'),
+            "curl to an allowed name: {}",
+            allowed.summary()
+        );
+        ensure!(!other.success(), "curl to a name not in sni_allow passed");
+        ensure!(!ip.success(), "curl to the IP address (no server name) passed");
+        let d = fx.moved(&before, "deny:app-mismatch")?;
+        ensure!(d.reason("allow:path") > 0, "{d}");
+        let [flows, mismatches, _, tls] = leg_moved(&before, &fx.snapshot()?, "e2e-alpha-prime", 1, "tls")?;
+        ensure!(
+            flows >= 3 && mismatches >= 2 && tls >= 3,
+            "leg counters of the α' leg: {flows} flows, {mismatches} mismatches, {tls} seen as TLS"
+        );
+        Ok(())
+    });
+}
+
+/// SYNs toward the relay's SMTP port from `n` internet sources (the 198.51.100.0/24
+/// documentation range, changing ports).
+fn syn_flood(n: u32) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let src = format!("198.51.100.{}", i % 250 + 2);
+            tk::tcp(&src, 1024 + (i % 60_000) as u16, addr::SZ_RELAY, 25, tk::flags::SYN, b"")
+        })
+        .collect()
+}
+
+#[test]
+fn a_syn_flood_and_a_scan_from_the_internet_leave_established_sessions_working() {
+    with_lab(
+        "a_syn_flood_and_a_scan_from_the_internet_leave_established_sessions_working",
+        Mode::Enforce,
+        |fx| {
+            // A mail session to the relay, established before the flood and finished during it.
+            let marker = format!("e2e-flood-{}", std::process::id());
+            let script = format!(
+                r#"
+import socket, sys
+s = socket.create_connection(("{relay}", 25), timeout=10, source_address=("{sender}", 0))
+f = s.makefile("rwb")
+def reply():
+    while True:
+        line = f.readline()
+        if not line: sys.exit("closed")
+        if line[3:4] != b"-": return line
+def say(cmd, code):
+    f.write(cmd + b"\r\n"); f.flush()
+    line = reply()
+    if not line.startswith(code): sys.exit("%r -> %r" % (cmd, line))
+if not reply().startswith(b"220"): sys.exit("no greeting")
+say(b"EHLO sender.internet.example", b"250")
+print("ready", flush=True)
+sys.stdin.readline()
+say(b"MAIL FROM:<sender@internet.example>", b"250")
+say(b"RCPT TO:<staff@lgwan.example>", b"250")
+say(b"DATA", b"354")
+say(b"Subject: during a flood\r\n\r\nText for LGWAN staff: {marker}\r\n.", b"250")
+say(b"QUIT", b"221")
+print("delivered", flush=True)
+"#,
+                relay = addr::SZ_RELAY,
+                sender = addr::IN_SENDER,
+            );
+            let count = fx.lab.mailbox().len();
+            let mut session = fx.lab.command(Ns::Internet, "python3");
+            session
+                .args(["-c", &script])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped());
+            let mut session = session.spawn().context("cannot start the SMTP session")?;
+            let mut out = std::io::BufReader::new(session.stdout.take().context("no stdout")?);
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut out, &mut line)?;
+            ensure!(line.trim() == "ready", "the session did not start: {line:?}");
+            let before = fx.snapshot()?;
+            fx.lab.send_frames(Ns::Internet, &syn_flood(5000))?;
+            // A scan of the relay's ports from one internet address.
+            let scanner = "203.0.113.98";
+            let scan: Vec<Vec<u8>> = (1..=200u16)
+                .map(|p| tk::tcp(scanner, 40000, addr::SZ_RELAY, p, tk::flags::SYN, b""))
+                .collect();
+            fx.lab.send_frames(Ns::Internet, &scan)?;
+            let d = fx.moved(&before, "allow:path")?;
+            ensure!(d.reason("allow:path") >= 1000, "the flood did not reach the gate: {d}");
+            // The session goes on.
+            session.stdin.take().context("no stdin")?.write_all(b"go\n")?;
+            line.clear();
+            std::io::BufRead::read_line(&mut out, &mut line)?;
+            let status = session.wait()?;
+            ensure!(
+                status.success() && line.trim() == "delivered",
+                "the session broke during the flood: {line:?} {status}"
+            );
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !fx.lab.mailbox().iter().skip(count).any(|(_, m)| m.contains(&marker)) {
+                ensure!(Instant::now() < deadline, "the mail sent during the flood did not arrive");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            // The scanner is now blocked for a while (`[monitor] block_ttl_s`): its next
+            // connection is refused.
+            let before = fx.snapshot()?;
+            fx.lab.send_frame(
+                Ns::Internet,
+                &tk::tcp(scanner, 40001, addr::SZ_RELAY, 25, tk::flags::SYN, b""),
+            )?;
+            fx.moved(&before, "deny:blocked-source")?;
+            // The monitor's detections (the scan, the flood), for the alert pipeline.
+            let m = fx.snapshot()?.raw.monitor;
+            ensure!(m.detections >= 2 && m.blocked >= 1, "monitor counters: {m:?}");
+            Ok(())
+        },
+    );
 }

@@ -46,6 +46,9 @@ pub enum EventKind {
     OutOfWindow,
     /// `deny:flow-table-full`: no room for a new flow.
     FlowTableFull,
+    /// `deny:blocked-source`: a new connection from a source `[monitor]` blocked for a while
+    /// after detecting it scanning.
+    BlockedSource,
     /// A deny code this version does not know yet (the reason code is in `reason`).
     OtherDeny,
     /// Embryonic flows were evicted to make room (`count` says how many).
@@ -72,7 +75,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, in [`EventKind::index`] order.
-    pub const ALL: [EventKind; 29] = [
+    pub const ALL: [EventKind; 30] = [
         EventKind::MynumberIsolation,
         EventKind::UnsanitizedCrossing,
         EventKind::NotSanitized,
@@ -91,6 +94,7 @@ impl EventKind {
         EventKind::IcmpThirdParty,
         EventKind::OutOfWindow,
         EventKind::FlowTableFull,
+        EventKind::BlockedSource,
         EventKind::OtherDeny,
         EventKind::FlowEvicted,
         EventKind::PolicyLoaded,
@@ -132,6 +136,7 @@ impl EventKind {
             IcmpThirdParty => "ICMP_THIRD_PARTY",
             OutOfWindow => "OUT_OF_WINDOW",
             FlowTableFull => "FLOW_TABLE_FULL",
+            BlockedSource => "BLOCKED_SOURCE",
             OtherDeny => "DENY",
             FlowEvicted => "FLOW_EVICTED",
             PolicyLoaded => "POLICY_LOADED",
@@ -155,8 +160,8 @@ impl EventKind {
             MynumberIsolation => Severity::Alert,
             UnsanitizedCrossing | NotSanitized => Severity::Crit,
             SpoofedSource | AppMismatch | Tunnel | FlowTableFull | ReloadFailed => Severity::Err,
-            NoRule | Vlan | BogonAddress | LinkScope | Misdirected | OtherDeny | FlowEvicted
-            | ExceptionExpired | DaemonStop | Suppressed | AlertsDropped => Severity::Warning,
+            NoRule | Vlan | BogonAddress | LinkScope | Misdirected | BlockedSource | OtherDeny
+            | FlowEvicted | ExceptionExpired | DaemonStop | Suppressed | AlertsDropped => Severity::Warning,
             NoFlow | Malformed | Fragment | NonIp | IcmpThirdParty | OutOfWindow | PolicyLoaded
             | ExceptionExpiring | ModeChanged | DaemonStart => Severity::Notice,
         }
@@ -185,6 +190,7 @@ impl EventKind {
             IcmpThirdParty => "deny:icmp-third-party",
             OutOfWindow => "deny:out-of-window",
             FlowTableFull => "deny:flow-table-full",
+            BlockedSource => "deny:blocked-source",
             _ => return None,
         })
     }
@@ -216,6 +222,7 @@ impl EventKind {
             "deny:icmp-third-party" => IcmpThirdParty,
             "deny:out-of-window" => OutOfWindow,
             "deny:flow-table-full" => FlowTableFull,
+            "deny:blocked-source" => BlockedSource,
             _ => OtherDeny,
         })
     }
@@ -248,6 +255,7 @@ impl EventKind {
             IcmpThirdParty => "ICMP error from a third party (第三者からのICMPエラー)",
             OutOfWindow => "TCP segment outside the window (ウィンドウ外のTCPセグメント)",
             FlowTableFull => "flow table full (フローテーブル満杯)",
+            BlockedSource => "connection from a temporarily blocked scanner (スキャン元の一時遮断)",
             OtherDeny => "packet denied (パケット拒否)",
             FlowEvicted => "embryonic flows evicted (未確立フローの追い出し)",
             PolicyLoaded => "policy loaded (ポリシー読み込み)",

@@ -578,6 +578,90 @@ pub struct Stats {
     /// Alerts to syslog and the event file (docs/alerts.md).
     #[serde(default)]
     pub alerts: AlertStats,
+    /// Every path leg's counters since the policy in force was loaded: connections,
+    /// what inspection identified, what it cut.
+    #[serde(default)]
+    pub leg_counters: Vec<LegCounters>,
+    /// The application inspection stage.
+    #[serde(default)]
+    pub inspection: InspectionStats,
+    /// The internet-zone monitor (scans and floods).
+    #[serde(default)]
+    pub monitor: MonitorStats,
+}
+
+/// One path leg's counters since the policy in force was loaded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegCounters {
+    /// The path.
+    pub path: String,
+    /// Its method (`mail-text`, `local-breakout`, ...).
+    pub method: String,
+    /// The leg, numbered from 1.
+    pub leg: u16,
+    /// Connections opened.
+    pub flows: u64,
+    /// Packets forwarded.
+    pub packets: u64,
+    /// Bytes forwarded.
+    pub bytes: u64,
+    /// Connections cut as another application (`deny:app-mismatch`).
+    pub mismatches: u64,
+    /// Connections cut as not sanitised (`deny:not-sanitized`).
+    pub not_sanitized: u64,
+    /// Connections by what inspection identified (`smtp`, `tls`, `http-connect`,
+    /// `dns-tunnel`, `unknown`, ...); only the applications seen.
+    pub apps: BTreeMap<String, u64>,
+}
+
+/// The application inspection stage's counters since start.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectionStats {
+    /// Flows being inspected now (each holds a state).
+    pub active: u64,
+    /// The bound on them (`[inspect] max_flows`).
+    pub capacity: u64,
+    /// States created.
+    pub started: u64,
+    /// States freed once their verdict was kept.
+    pub released: u64,
+    /// Segments dropped because the state table was full.
+    pub table_full: u64,
+    /// Flows cut because their state was lost.
+    pub lost: u64,
+    /// Segments dropped because another worker held the flow's state.
+    pub busy: u64,
+    /// Segments dropped because they began beyond the next expected byte.
+    pub ahead: u64,
+    /// Segments held back until the receiver acknowledged what was inspected.
+    pub window_full: u64,
+    /// Inspected segments dropped for a wrong checksum.
+    pub bad_checksum: u64,
+    /// TCP fragments of inspected flows refused.
+    pub fragments: u64,
+    /// Flows cut because a retransmission differed from what was inspected.
+    pub retransmission_differs: u64,
+    /// Flows whose check passed.
+    pub identified: u64,
+    /// Flows cut as another application.
+    pub mismatches: u64,
+    /// Flows cut as not sanitised.
+    pub not_sanitized: u64,
+    /// DNS messages with tunnelling signs.
+    pub dns_suspicious: u64,
+}
+
+/// The internet-zone monitor's counters since start.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorStats {
+    /// Scans and floods detected (end-of-window summaries included).
+    pub detections: u64,
+    /// Detections lost because nobody took them in time.
+    pub lost: u64,
+    /// Tracked sources or destinations replaced while their window was running.
+    pub evicted: u64,
+    /// New connections refused from temporarily blocked sources.
+    pub blocked: u64,
 }
 
 /// Frames that arrived on the two interfaces of one port.

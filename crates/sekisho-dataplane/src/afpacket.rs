@@ -147,11 +147,13 @@ impl Worker {
                 counters.foreign.fetch_add(1, Relaxed);
                 continue;
             }
-            let Some((_hdr, frame)) = VnetHdr::split(r.data) else {
+            let Some((hdr, frame)) = VnetHdr::split(r.data) else {
                 counters.truncated.fetch_add(1, Relaxed);
                 continue;
             };
-            let verdict = judge.process(now, ingress, frame);
+            // A checksum the sending host's kernel completes is not verified by inspection.
+            let meta = sekisho_engine::FrameMeta { checksum_partial: hdr.checksum_partial() };
+            let verdict = judge.process_meta(now, ingress, frame, meta);
             if verdict.is_alert() {
                 self.shared.observer.dropped(now, ingress, &verdict);
             }

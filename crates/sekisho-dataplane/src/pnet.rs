@@ -110,12 +110,14 @@ impl Worker {
                 counters.truncated.fetch_add(1, Relaxed);
                 continue;
             }
-            let Some((_hdr, frame)) = VnetHdr::split(data) else {
+            let Some((hdr, frame)) = VnetHdr::split(data) else {
                 counters.truncated.fetch_add(1, Relaxed);
                 continue;
             };
             let now = self.shared.clock.now();
-            let verdict = judge.process(now, ingress, frame);
+            // A checksum the sending host's kernel completes is not verified by inspection.
+            let meta = sekisho_engine::FrameMeta { checksum_partial: hdr.checksum_partial() };
+            let verdict = judge.process_meta(now, ingress, frame, meta);
             if verdict.is_alert() {
                 self.shared.observer.dropped(now, ingress, &verdict);
             }

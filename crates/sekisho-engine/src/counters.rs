@@ -5,11 +5,58 @@
 //! engine's own shard serves [`Engine::process`](crate::Engine::process), which any thread
 //! may call, with `fetch_add`. A snapshot sums the shards.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use sekisho_policy::Reason;
+use sekisho_policy::{Method, Reason};
 
-use crate::{Action, Ingress, Side, Verdict};
+use crate::inspect::{Finding, FindingKind, Seen};
+use crate::{Action, Ingress, Loaded, Side, Verdict};
+
+/// Path legs counted per policy, at most (legs beyond are not counted).
+pub(crate) const MAX_COUNTED_LEGS: usize = 1024;
+
+/// One path leg's counters in one shard.
+#[derive(Default)]
+struct LegAtomics {
+    flows: AtomicU64,
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    mismatches: AtomicU64,
+    not_sanitized: AtomicU64,
+    identified: [AtomicU64; Seen::ALL.len()],
+}
+
+/// The counters of one path leg since its policy was loaded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LegStats {
+    /// The path's name.
+    pub path: String,
+    /// The path's method.
+    pub method: Option<Method>,
+    /// The leg, numbered from 1.
+    pub leg: u16,
+    /// Connections opened.
+    pub flows: u64,
+    /// Packets forwarded.
+    pub packets: u64,
+    /// Bytes forwarded.
+    pub bytes: u64,
+    /// Connections cut as another application (`deny:app-mismatch`).
+    pub mismatches: u64,
+    /// Connections cut as not sanitised (`deny:not-sanitized`).
+    pub not_sanitized: u64,
+    /// Connections by what inspection identified them as (the service's application when
+    /// the check passed, what was seen when it did not), indexed like [`Seen::ALL`].
+    pub identified: [u64; Seen::ALL.len()],
+}
+
+/// What happened on a leg.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum LegEvent {
+    Flow,
+    /// A finding, and whether to count the application it names.
+    Found(Finding, bool),
+}
 
 #[derive(Default)]
 struct SideAtomics {
@@ -24,6 +71,9 @@ struct SideAtomics {
 pub(crate) struct Counters {
     by_reason: [AtomicU64; Reason::CODES.len()],
     ports: Box<[[SideAtomics; 2]]>,
+    /// The policy load ([`Loaded::policy_id`]) the leg counters belong to.
+    legs_of: AtomicU32,
+    legs: Box<[LegAtomics]>,
 }
 
 /// Adds `n` to `a`: by `fetch_add` when other threads may write it too, by a load and a
@@ -82,13 +132,85 @@ impl Counters {
         Counters {
             by_reason: std::array::from_fn(|_| AtomicU64::new(0)),
             ports: (0..ports).map(|_| Default::default()).collect(),
+            legs_of: AtomicU32::new(0),
+            legs: (0..MAX_COUNTED_LEGS).map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// The counters of the leg `reason` names under `loaded`, reset first when they still
+    /// belong to an earlier policy.
+    #[inline]
+    fn leg(&self, loaded: &Loaded, reason: &Reason) -> Option<&LegAtomics> {
+        let &Reason::Path { path, leg } = reason else { return None };
+        // The policy's legs are numbered from 1 within their path (0 wraps and misses).
+        let first = *loaded.leg_base.get(path.index())? as usize;
+        let l = self.legs.get(first + usize::from(leg).wrapping_sub(1))?;
+        if self.legs_of.load(Relaxed) != loaded.policy_id {
+            self.reset_legs(loaded.policy_id);
+        }
+        Some(l)
+    }
+
+    /// Zeroes the leg counters for the policy load `policy_id` (once per reload).
+    #[cold]
+    fn reset_legs(&self, policy_id: u32) {
+        let tag = self.legs_of.load(Relaxed);
+        if tag == policy_id || self.legs_of.compare_exchange(tag, policy_id, Relaxed, Relaxed).is_err() {
+            return;
+        }
+        for l in self.legs.iter() {
+            for a in [&l.flows, &l.packets, &l.bytes, &l.mismatches, &l.not_sanitized]
+                .into_iter()
+                .chain(&l.identified)
+            {
+                a.store(0, Relaxed);
+            }
+        }
+    }
+
+    /// Counts an event of the leg `reason` names.
+    pub(crate) fn leg_event(&self, loaded: &Loaded, reason: Reason, event: LegEvent, exclusive: bool) {
+        let Some(l) = self.leg(loaded, &reason) else { return };
+        match event {
+            LegEvent::Flow => add(&l.flows, 1, exclusive),
+            LegEvent::Found(f, app) => {
+                match f.kind {
+                    FindingKind::Identified => {}
+                    FindingKind::Mismatch => add(&l.mismatches, 1, exclusive),
+                    FindingKind::NotSanitized => add(&l.not_sanitized, 1, exclusive),
+                }
+                if app {
+                    add(&l.identified[f.seen.index()], 1, exclusive);
+                }
+            }
+        }
+    }
+
+    /// Adds this shard's leg counters into `total` (one entry per leg of `loaded`).
+    pub(crate) fn add_legs_to(&self, loaded: &Loaded, total: &mut [LegStats]) {
+        if self.legs_of.load(Relaxed) != loaded.policy_id {
+            return;
+        }
+        for (t, l) in total.iter_mut().zip(self.legs.iter()) {
+            t.flows += l.flows.load(Relaxed);
+            t.packets += l.packets.load(Relaxed);
+            t.bytes += l.bytes.load(Relaxed);
+            t.mismatches += l.mismatches.load(Relaxed);
+            t.not_sanitized += l.not_sanitized.load(Relaxed);
+            for (t, a) in t.identified.iter_mut().zip(&l.identified) {
+                *t += a.load(Relaxed);
+            }
         }
     }
 
     /// Counts one frame. `exclusive`: the calling thread is this shard's only writer.
     #[inline]
-    pub(crate) fn count(&self, ingress: Ingress, len: usize, v: &Verdict, exclusive: bool) {
+    pub(crate) fn count(&self, loaded: &Loaded, ingress: Ingress, len: usize, v: &Verdict, exclusive: bool) {
         add(&self.by_reason[v.reason.index()], 1, exclusive);
+        if let Some(l) = self.leg(loaded, &v.reason) {
+            add(&l.packets, 1, exclusive);
+            add(&l.bytes, len as u64, exclusive);
+        }
         let Some(port) = self.ports.get(usize::from(ingress.port.0)) else { return };
         let side = &port[ingress.side as usize];
         add(&side.packets, 1, exclusive);

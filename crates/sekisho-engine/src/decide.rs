@@ -7,7 +7,7 @@ use sekisho_flow::{CachedDecision, FlowEntry, FlowKey, Socket};
 use sekisho_policy::{App, Connection, Policy, Proto, Reason, ZoneId};
 use sekisho_wire::Tunnel;
 
-use crate::{app, ingress, reason, Cx, Side};
+use crate::{ingress, inspect, reason, Cx, Side};
 
 /// A connection to decide: who opened it to whom, how, and where the opener's packets
 /// arrive.
@@ -100,13 +100,16 @@ pub(crate) fn cached(cx: &Cx<'_>, reason: Reason) -> CachedDecision {
     CachedDecision { verdict: reason::encode(reason), generation: cx.loaded.generation }
 }
 
-/// The flow's verdict now: final once its application check failed; the cached one while
+/// The flow's verdict now: final once its application check failed (or its content was
+/// not sanitised, or its inspection state was lost); the cached one while
 /// its generation is current (a reload, or an exception's expiry, starts a new one);
 /// otherwise decided again for its initiator → responder — ingress contract included —
-/// and cached.
-pub(crate) fn current(cx: &Cx<'_>, entry: &FlowEntry, key: &FlowKey) -> Reason {
-    if entry.inspect_state() == app::CUT {
-        return Reason::AppMismatch;
+/// and cached. `word`: the flow's inspection word, as the caller read it.
+pub(crate) fn current(cx: &Cx<'_>, entry: &FlowEntry, key: &FlowKey, word: u8) -> Reason {
+    if word != inspect::word::CHECKED {
+        if let Some(cut) = inspect::word::cut(word) {
+            return cut;
+        }
     }
     let d = entry.decision();
     if d.generation == cx.loaded.generation {

@@ -127,8 +127,18 @@ pub(crate) fn destination_scope(a: IpAddr) -> Scope {
 /// The address check for everything that is not link traffic: both ends must be
 /// ordinary unicast addresses that a zone can hold.
 #[inline]
-pub(crate) fn addresses(src: IpAddr, dst: IpAddr) -> Result<(), Reason> {
-    match (source_scope(src), destination_scope(dst)) {
+pub(crate) fn addresses(src: &IpAddr, dst: &IpAddr) -> Result<(), Reason> {
+    // By reference, matched in place: a by-value copy of the parsed addresses costs a
+    // stalled wide load on the per-packet path (the parser wrote them in narrow stores).
+    let source = match src {
+        IpAddr::V4(a) => source_v4(*a),
+        IpAddr::V6(a) => source_v6(*a),
+    };
+    let destination = match dst {
+        IpAddr::V4(a) => destination_v4(*a),
+        IpAddr::V6(a) => destination_v6(*a),
+    };
+    match (source, destination) {
         (Scope::Global, Scope::Global) => Ok(()),
         (Scope::Bogon, _) | (_, Scope::Bogon) => Err(Reason::BogonAddress),
         _ => Err(Reason::LinkScope),
@@ -210,11 +220,11 @@ mod tests {
         assert_eq!(dst("ff0e::1"), Scope::Bogon);
         assert_eq!(dst("2001:db8:20::5"), Scope::Global);
         assert_eq!(
-            addresses("198.18.20.5".parse().unwrap(), "239.1.1.1".parse().unwrap()),
+            addresses(&"198.18.20.5".parse().unwrap(), &"239.1.1.1".parse().unwrap()),
             Err(Reason::BogonAddress)
         );
         assert_eq!(
-            addresses("fe80::1".parse().unwrap(), "2001:db8::1".parse().unwrap()),
+            addresses(&"fe80::1".parse().unwrap(), &"2001:db8::1".parse().unwrap()),
             Err(Reason::LinkScope)
         );
     }

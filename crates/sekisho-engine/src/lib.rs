@@ -19,21 +19,26 @@
 //!    parent connection of a later fragment or an ICMP error;
 //! 5. [`decide`]: the ingress contract and the policy for a new connection, or the cached
 //!    verdict re-checked when the policy generation moved (reload, exception expiry);
-//! 6. [`app`]: the first payload against the service's application;
-//! 7. counters.
+//! 6. `inspect`: on flows whose service names an application, the bytes the endpoints
+//!    will accept, in order, against that application (and, on the text leg of a mail
+//!    path, the text check of each message);
+//! 7. counters, and [`monitor`](Engine::drain_detections) detections of scans and floods
+//!    from internet zones.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod app;
 mod counters;
 mod decide;
 mod ingress;
+mod inspect;
 mod link;
+mod monitor;
 mod reason;
 mod resolve;
 mod review;
 mod track;
 
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -44,7 +49,9 @@ use sekisho_flow::{FlowTable, FragmentTable, Timeouts};
 use sekisho_policy::{Mode, Policy, Port, PortId, Reason, Timestamp};
 use sekisho_wire::{parse_ethernet, Ip, L3, L4};
 
-pub use counters::{CounterSnapshot, PortCounters, SideCounters};
+pub use counters::{CounterSnapshot, LegStats, PortCounters, SideCounters};
+pub use inspect::{Finding, FindingKind, InspectionStats, Seen};
+pub use monitor::{Detection, DetectionKind, MonitorStats};
 pub use review::Review;
 pub use sekisho_flow::{FlowKey, FlowSnapshot, FlowState, TableStats};
 
@@ -144,6 +151,16 @@ pub struct PacketInfo {
     pub dport: u16,
 }
 
+/// What the data plane knows about a frame besides its bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameMeta {
+    /// The frame's transport checksum is not computed yet: the sending host offloaded it
+    /// and its kernel completes it on the way out (`VIRTIO_NET_HDR_F_NEEDS_CSUM` in the
+    /// vnet header). Such a frame came from a local socket of that host, not from the
+    /// wire, so the checksum is not verified.
+    pub checksum_partial: bool,
+}
+
 /// The engine's decision on one frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Verdict {
@@ -155,6 +172,9 @@ pub struct Verdict {
     pub monitored: bool,
     /// The packet's addresses, when it was IP and parsed.
     pub packet: Option<PacketInfo>,
+    /// What application inspection concluded on this packet, if it concluded anything:
+    /// the flow was identified, or cut (with the application expected and seen).
+    pub finding: Option<Finding>,
     /// The policy generation the verdict was made under (alerts name zones, ports and
     /// paths in the policy of this generation).
     pub generation: u32,
@@ -163,7 +183,7 @@ pub struct Verdict {
 impl Verdict {
     fn new(reason: Reason, packet: Option<PacketInfo>) -> Verdict {
         let action = if reason.allowed() { Action::Forward } else { Action::Drop };
-        Verdict { action, reason, monitored: false, packet, generation: 0 }
+        Verdict { action, reason, monitored: false, packet, finding: None, generation: 0 }
     }
 
     /// True when this verdict should raise an alert: anything enforce mode drops.
@@ -187,6 +207,26 @@ pub struct Loaded {
     /// clock reading is a little behind another's must not decide "allow by exception"
     /// under the generation that exists because that exception expired.
     since: u64,
+    /// The generation that loaded this policy (kept by the generations an expiry starts):
+    /// what per-leg counters belong to.
+    policy_id: u32,
+    /// Each path's first flat leg index ([`Policy::leg_index`]), at hand for counting
+    /// every packet of a path leg without going through the policy.
+    leg_base: Arc<[u32]>,
+}
+
+/// Each path's first flat leg index in `policy`.
+fn leg_base(policy: &Policy) -> Arc<[u32]> {
+    let mut next = 0u32;
+    policy
+        .paths()
+        .iter()
+        .map(|p| {
+            let first = next;
+            next = next.saturating_add(u32::try_from(p.legs.len()).unwrap_or(u32::MAX));
+            first
+        })
+        .collect()
 }
 
 /// The first exception expiry after `after` (wall clock, ns), or `u64::MAX`.
@@ -210,6 +250,9 @@ pub enum ReloadError {
     /// The flow table is sized at start.
     #[error("the [flow] section changed; the flow table is sized at start: restart sekishod to apply it")]
     FlowChanged,
+    /// The inspection table and the monitor's tables are sized at start.
+    #[error("the [{0}] section changed; it is applied at start: restart sekishod to apply it")]
+    SizedAtStart(&'static str),
 }
 
 /// The engine: one policy, one flow table, shared by every data-plane thread.
@@ -218,6 +261,8 @@ pub struct Engine {
     next_generation: AtomicU32,
     flows: FlowTable,
     fragments: FragmentTable,
+    inspections: inspect::Inspections,
+    monitor: monitor::Monitor,
     /// The shard [`Engine::process`] counts into (any thread, `fetch_add`).
     counters: counters::Counters,
     /// Every [`Worker`]'s shard, for snapshots (locked only when a worker starts and when
@@ -232,20 +277,29 @@ pub struct Worker<'e> {
     engine: &'e Engine,
     policy: Cache<&'e ArcSwap<Loaded>, Arc<Loaded>>,
     counters: Arc<counters::Counters>,
+    /// Where inspection leaves its finding on the frame being judged.
+    finding: Cell<Option<Finding>>,
 }
 
 impl Worker<'_> {
     /// Decides what to do with `frame`, which arrived at `ingress` at `now` (as
-    /// [`Engine::process`], cheaper).
+    /// [`Engine::process`], cheaper). Its transport checksum is complete.
     #[inline]
     pub fn process(&mut self, now: Now, ingress: Ingress, frame: &[u8]) -> Verdict {
+        self.process_meta(now, ingress, frame, FrameMeta::default())
+    }
+
+    /// [`Worker::process`] for a frame with what the data plane knows about it.
+    #[inline]
+    pub fn process_meta(&mut self, now: Now, ingress: Ingress, frame: &[u8], meta: FrameMeta) -> Verdict {
         let mut loaded = self.policy.load();
         if now.wall.0 >= loaded.next_expiry {
             self.engine.expire(now.wall);
             loaded = self.policy.load();
         }
-        let verdict = self.engine.judge_frame(loaded, now, ingress, frame);
-        self.counters.count(ingress, frame.len(), &verdict, true);
+        let shard = Shard { counters: &self.counters, exclusive: true, finding: &self.finding };
+        let verdict = self.engine.judge_frame(loaded, now, ingress, frame, meta, shard);
+        self.counters.count(loaded, ingress, frame.len(), &verdict, true);
         verdict
     }
 
@@ -253,6 +307,17 @@ impl Worker<'_> {
     pub fn engine(&self) -> &Engine {
         self.engine
     }
+}
+
+/// The counter shard a frame is counted into, and whether the calling thread is its only
+/// writer.
+#[derive(Clone, Copy)]
+pub(crate) struct Shard<'a> {
+    counters: &'a counters::Counters,
+    exclusive: bool,
+    /// Where inspection leaves its finding on this frame: the caller's, not a local of
+    /// the judgement (a borrowed local there costs a copy of every verdict).
+    finding: &'a Cell<Option<Finding>>,
 }
 
 /// What every stage of one frame's judgement reads.
@@ -263,11 +328,25 @@ pub(crate) struct Cx<'a> {
     ingress: Ingress,
     now: Now,
     monitor: bool,
+    meta: FrameMeta,
+    shard: Shard<'a>,
 }
 
 impl Cx<'_> {
     fn origin(&self) -> u16 {
         self.ingress.origin()
+    }
+
+    /// Counts an inspection finding on the leg `reason` names (`app`: and the application
+    /// it names).
+    pub(crate) fn count_finding(&self, reason: Reason, f: &Finding, app: bool) {
+        let event = counters::LegEvent::Found(*f, app);
+        self.shard.counters.leg_event(self.loaded, reason, event, self.shard.exclusive);
+    }
+
+    /// Counts a new flow on the leg `reason` names.
+    pub(crate) fn count_flow(&self, reason: Reason) {
+        self.shard.counters.leg_event(self.loaded, reason, counters::LegEvent::Flow, self.shard.exclusive);
     }
 }
 
@@ -291,16 +370,22 @@ impl Engine {
         let fragments = FragmentTable::new(resolve::FRAGMENT_CAPACITY, origins, resolve::FRAGMENT_LIFETIME);
         let counters = counters::Counters::new(policy.ports().len());
         let next_expiry = next_expiry(&policy, None);
+        let inspections = inspect::Inspections::new(policy.inspect(), origins);
+        let monitor = monitor::Monitor::new(policy.monitor());
         Engine {
             loaded: ArcSwap::from_pointee(Loaded {
+                leg_base: leg_base(&policy),
                 policy: Arc::new(policy),
                 generation: 1,
                 next_expiry,
                 since: 0,
+                policy_id: 1,
             }),
             next_generation: AtomicU32::new(2),
             flows,
             fragments,
+            inspections,
+            monitor,
             counters,
             shards: Mutex::new(Vec::new()),
         }
@@ -313,7 +398,7 @@ impl Engine {
         if let Ok(mut shards) = self.shards.lock() {
             shards.push(shard.clone());
         }
-        Worker { engine: self, policy: Cache::new(&self.loaded), counters: shard }
+        Worker { engine: self, policy: Cache::new(&self.loaded), counters: shard, finding: Cell::new(None) }
     }
 
     /// The policy in force (cheap; lock-free).
@@ -341,9 +426,23 @@ impl Engine {
         {
             return Err(ReloadError::FlowChanged);
         }
+        if policy.inspect() != current.policy.inspect() {
+            return Err(ReloadError::SizedAtStart("inspect"));
+        }
+        if policy.monitor() != current.policy.monitor() {
+            return Err(ReloadError::SizedAtStart("monitor"));
+        }
         let generation = self.next_generation.fetch_add(1, Relaxed);
         let next_expiry = next_expiry(&policy, None);
-        self.loaded.store(Arc::new(Loaded { policy: Arc::new(policy), generation, next_expiry, since: 0 }));
+        let policy_id = generation;
+        self.loaded.store(Arc::new(Loaded {
+            leg_base: leg_base(&policy),
+            policy: Arc::new(policy),
+            generation,
+            next_expiry,
+            since: 0,
+            policy_id,
+        }));
         Ok(generation)
     }
 
@@ -360,50 +459,114 @@ impl Engine {
             generation: self.next_generation.fetch_add(1, Relaxed),
             next_expiry: next_expiry(&l.policy, Some(wall.0)),
             since: l.next_expiry,
+            policy_id: l.policy_id,
+            leg_base: l.leg_base.clone(),
         };
         // If another thread moved first (expiry or reload), its policy stands.
         let _ = self.loaded.compare_and_swap(&l, Arc::new(next));
     }
 
     /// Decides what to do with `frame`, which arrived at `ingress` at `now`. Data-plane
-    /// threads use a [`Worker`] instead: the same decision, cheaper.
+    /// threads use a [`Worker`] instead: the same decision, cheaper. Its transport
+    /// checksum is complete.
     pub fn process(&self, now: Now, ingress: Ingress, frame: &[u8]) -> Verdict {
+        self.process_meta(now, ingress, frame, FrameMeta::default())
+    }
+
+    /// [`Engine::process`] for a frame with what the data plane knows about it.
+    pub fn process_meta(&self, now: Now, ingress: Ingress, frame: &[u8], meta: FrameMeta) -> Verdict {
         let mut loaded = self.loaded.load();
         if now.wall.0 >= loaded.next_expiry {
             self.expire(now.wall);
             loaded = self.loaded.load();
         }
-        let verdict = self.judge_frame(&loaded, now, ingress, frame);
-        self.counters.count(ingress, frame.len(), &verdict, false);
+        let finding = Cell::new(None);
+        let shard = Shard { counters: &self.counters, exclusive: false, finding: &finding };
+        let verdict = self.judge_frame(&loaded, now, ingress, frame, meta, shard);
+        self.counters.count(&loaded, ingress, frame.len(), &verdict, false);
         verdict
     }
 
     /// The verdict on one frame under `loaded`, monitor mode applied.
     #[inline]
-    fn judge_frame(&self, loaded: &Loaded, now: Now, ingress: Ingress, frame: &[u8]) -> Verdict {
+    fn judge_frame(
+        &self,
+        loaded: &Loaded,
+        now: Now,
+        ingress: Ingress,
+        frame: &[u8],
+        meta: FrameMeta,
+        shard: Shard<'_>,
+    ) -> Verdict {
         // Under a generation an expiry began, no decision uses an earlier clock reading.
         let now = Now { wall: Timestamp(now.wall.0.max(loaded.since)), ..now };
         let monitor = loaded.policy.mode() == Mode::Monitor;
-        let mut verdict = match loaded.policy.ports().get(usize::from(ingress.port.0)) {
-            Some(port) => {
-                let cx = Cx { engine: self, loaded, port, ingress, now, monitor };
-                judge(&cx, frame)
+        let Some(port) = loaded.policy.ports().get(usize::from(ingress.port.0)) else {
+            let mut verdict = Verdict::new(Reason::Misdirected, None);
+            if monitor {
+                verdict.action = Action::Forward;
+                verdict.monitored = true;
             }
-            None => Verdict::new(Reason::Misdirected, None),
+            verdict.generation = loaded.generation;
+            return verdict;
         };
-        if monitor && verdict.action == Action::Drop {
-            verdict.action = Action::Forward;
-            verdict.monitored = true;
-        }
-        verdict.generation = loaded.generation;
-        verdict
+        let cx = Cx { engine: self, loaded, port, ingress, now, monitor, meta, shard };
+        // One call whose result is returned as it is: the verdict is written in place.
+        judge(&cx, frame)
     }
 
-    /// Removes idle flows and expired fragment records (`mono`: the monotonic clock);
-    /// returns how many flows went.
+    /// Removes idle flows, expired fragment records and idle inspection states (`mono`:
+    /// the monotonic clock), and ends the monitor's windows that are over (reporting their
+    /// summaries); returns how many flows went. The daemon calls it about once a second.
     pub fn sweep(&self, mono: u64) -> usize {
         self.fragments.sweep(mono);
+        self.inspections.sweep(mono);
+        self.monitor.sweep(mono);
         self.flows.sweep(mono)
+    }
+
+    /// The inspection stage's counters.
+    pub fn inspection_stats(&self) -> InspectionStats {
+        self.inspections.stats()
+    }
+
+    /// The monitor's counters.
+    pub fn monitor_stats(&self) -> MonitorStats {
+        self.monitor.stats()
+    }
+
+    /// Takes the detections of scans and floods waiting since the last call (at most 1024
+    /// wait; more are counted as lost in [`MonitorStats`]), oldest first, and calls `f`
+    /// with each; returns how many. For the alert pipeline: never called on the packet
+    /// path.
+    pub fn drain_detections(&self, f: impl FnMut(Detection)) -> usize {
+        self.monitor.drain(f)
+    }
+
+    /// Counters per path leg since the policy in force was loaded, summed over every
+    /// worker, in the order of the policy's paths and legs.
+    pub fn leg_stats(&self) -> Vec<LegStats> {
+        let loaded = self.loaded.load();
+        let mut out: Vec<LegStats> = loaded
+            .policy
+            .paths()
+            .iter()
+            .flat_map(|p| {
+                (1..=p.legs.len()).map(|leg| LegStats {
+                    path: p.name.clone(),
+                    method: Some(p.method),
+                    leg: leg as u16,
+                    ..LegStats::default()
+                })
+            })
+            .collect();
+        self.counters.add_legs_to(&loaded, &mut out);
+        if let Ok(shards) = self.shards.lock() {
+            for s in shards.iter() {
+                s.add_legs_to(&loaded, &mut out);
+            }
+        }
+        out
     }
 
     /// Counters per reason code and per port, summed over every worker.
@@ -432,36 +595,47 @@ impl Engine {
     pub fn for_each_flow(&self, mut f: impl FnMut(&FlowKey, &FlowSnapshot, Reason)) {
         self.flows.for_each(|k, e| {
             let s = e.snapshot();
-            let r = if e.inspect_state() == app::CUT {
-                Reason::AppMismatch
-            } else {
-                reason::decode(s.decision.verdict)
-            };
+            let r =
+                inspect::word::cut(e.inspect_state()).unwrap_or_else(|| reason::decode(s.decision.verdict));
             f(k, &s, r);
         });
     }
 }
 
-/// Stages 1–2 (parse, VLAN, non-IP), then the IP stages.
+/// Stages 1–2 (parse, VLAN, non-IP), then the IP stages; monitor mode applied.
 fn judge(cx: &Cx<'_>, frame: &[u8]) -> Verdict {
     let parsed = match parse_ethernet(frame) {
         Ok(p) => p,
-        Err(_) => return Verdict::new(Reason::Malformed, None),
+        Err(_) => return monitored(cx, Verdict::new(Reason::Malformed, None)),
     };
     if let Err(r) = ingress::vlan(cx.port, parsed.vlan) {
-        return Verdict::new(r, None);
+        return monitored(cx, Verdict::new(r, None));
     }
     let ip = match &parsed.l3 {
         L3::Ip(ip) => ip,
-        L3::Arp => return Verdict::new(Reason::Link, None),
+        L3::Arp => return monitored(cx, Verdict::new(Reason::Link, None)),
         &L3::Other { ethertype } => {
             let listed = cx.loaded.policy.allow_ethertypes().contains(&ethertype);
-            return Verdict::new(if listed { Reason::Link } else { Reason::NonIp }, None);
+            return monitored(cx, Verdict::new(if listed { Reason::Link } else { Reason::NonIp }, None));
         }
     };
     let (sport, dport) = ip.ports();
     let info = PacketInfo { protocol: ip.protocol, src: ip.src, dst: ip.dst, sport, dport };
-    Verdict::new(judge_ip(cx, parsed.vlan.key(), ip, frame.len()), Some(info))
+    let mut v = Verdict::new(judge_ip(cx, parsed.vlan.key(), ip, frame.len()), Some(info));
+    v.finding = cx.shard.finding.take();
+    monitored(cx, v)
+}
+
+/// Monitor mode forwards what enforce mode drops, and says so; the verdict names its
+/// policy generation.
+#[inline]
+fn monitored(cx: &Cx<'_>, mut v: Verdict) -> Verdict {
+    if cx.monitor && v.action == Action::Drop {
+        v.action = Action::Forward;
+        v.monitored = true;
+    }
+    v.generation = cx.loaded.generation;
+    v
 }
 
 /// Stages 2–6 for an IP packet.
@@ -469,8 +643,13 @@ fn judge_ip(cx: &Cx<'_>, vlan: u32, ip: &Ip<'_>, len: usize) -> Reason {
     if link::is_link_traffic(&cx.loaded.policy, cx.port, cx.ingress.side, ip) {
         return Reason::Link;
     }
-    if let Err(r) = ingress::addresses(ip.src, ip.dst) {
+    if let Err(r) = ingress::addresses(&ip.src, &ip.dst) {
         return r;
+    }
+    if let L4::Icmp(_) = ip.l4 {
+        if cx.engine.monitor.watched(&cx.loaded.policy, cx.port, cx.ingress.side) {
+            cx.engine.monitor.icmp(cx.now.mono, ip.dst);
+        }
     }
     match ip.l4 {
         L4::NotFirstFragment(data) => return resolve::later_fragment(cx, vlan, ip, data),

@@ -43,6 +43,8 @@ pub fn decode(word: u32) -> Reason {
         20 => Reason::Misdirected,
         21 => Reason::IcmpThirdParty,
         22 => Reason::OutOfWindow,
+        23 => Reason::NotSanitized,
+        24 => Reason::BlockedSource,
         _ => Reason::Malformed,
     }
 }
@@ -77,6 +79,8 @@ mod tests {
             Reason::Misdirected,
             Reason::IcmpThirdParty,
             Reason::OutOfWindow,
+            Reason::NotSanitized,
+            Reason::BlockedSource,
         ];
         assert_eq!(all.len(), Reason::CODES.len(), "every reason is listed here");
         for (i, r) in all.into_iter().enumerate() {

@@ -23,7 +23,7 @@ const MAX_ICMP_ERROR_V6: usize = 1280;
 const IPPROTO_TCP: u8 = 6;
 
 /// The packet as a member of its own connection.
-pub(crate) fn packet<'p>(cx: &Cx<'_>, vlan: u32, ip: &Ip<'p>, len: usize) -> Packet<'p> {
+pub(crate) fn packet<'p>(cx: &Cx<'_>, vlan: u32, ip: &'p Ip<'p>, len: usize) -> Packet<'p> {
     let (sport, dport) = ip.ports();
     let (kind, seg, payload) = match ip.l4 {
         L4::Tcp(t) => {
@@ -49,7 +49,7 @@ pub(crate) fn packet<'p>(cx: &Cx<'_>, vlan: u32, ip: &Ip<'p>, len: usize) -> Pac
         L4::Icmp(i) if i.is_echo_request() || i.is_echo_reply() => echo_key(key, sender, i.is_echo_request()),
         _ => key,
     };
-    Packet { key, sender, src, dst, protocol: ip.protocol, kind, seg, payload, tunnel: ip.tunnel, len }
+    Packet { key, sender, src, dst, protocol: ip.protocol, kind, seg, payload, tunnel: ip.tunnel, len, ip }
 }
 
 /// Remembers the first fragment of an allowed datagram so that its later fragments can
@@ -77,7 +77,7 @@ pub(crate) fn later_fragment(cx: &Cx<'_>, vlan: u32, ip: &Ip<'_>, data: &[u8]) -
     }
     let flows = cx.engine.flows.pin();
     let Some(entry) = flows.get(&parent, cx.now.mono) else { return Reason::Fragment };
-    let reason = decide::current(cx, entry, &parent);
+    let reason = decide::current(cx, entry, &parent, entry.inspect_state());
     if reason.allowed() {
         if let Some(t) = entry.tcp() {
             t.advance(sender == entry.initiator(), data.len() as u32);
@@ -150,7 +150,7 @@ pub(crate) fn icmp_error(cx: &Cx<'_>, vlan: u32, ip: &Ip<'_>, icmp: &Icmp) -> Re
             return Reason::OutOfWindow;
         }
     }
-    let reason = decide::current(cx, entry, &key);
+    let reason = decide::current(cx, entry, &key, entry.inspect_state());
     if reason.allowed() {
         Reason::Related
     } else {

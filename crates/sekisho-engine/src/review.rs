@@ -5,7 +5,7 @@ use sekisho_flow::{FlowKey, FlowSnapshot};
 use sekisho_policy::{Mode, Policy, Reason};
 
 use crate::decide::{self, Opening};
-use crate::{app, next_expiry, Cx, Engine, Ingress, Loaded, Now, Side};
+use crate::{inspect, next_expiry, Cx, Engine, FrameMeta, Ingress, Loaded, Now, Shard, Side};
 
 /// How a candidate policy would treat the flows alive now ([`Engine::review`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,11 +45,13 @@ impl Engine {
             generation: 0,
             next_expiry: next_expiry(candidate, None),
             since: 0,
+            policy_id: 0,
+            leg_base: crate::leg_base(candidate),
         };
         let mut review = Review { flows: 0, cut: 0, by_reason: [0; Reason::CODES.len()] };
         let timeouts = *self.flows.timeouts();
         self.flows.for_each(|key, entry| {
-            if entry.inspect_state() == app::CUT || entry.is_expired(now.mono, &timeouts) {
+            if inspect::word::cut(entry.inspect_state()).is_some() || entry.is_expired(now.mono, &timeouts) {
                 return;
             }
             review.flows += 1;
@@ -62,11 +64,23 @@ impl Engine {
                 tunnel: decide::class_tunnel(entry.class()),
                 side: ingress.side,
             };
+            let finding = std::cell::Cell::new(None);
             let judge = |loaded: &Loaded| {
                 let port = loaded.policy.ports().get(usize::from(ingress.port.0))?;
                 let now = Now { wall: sekisho_policy::Timestamp(now.wall.0.max(loaded.since)), ..now };
                 let monitor = loaded.policy.mode() == Mode::Monitor;
-                let cx = Cx { engine: self, loaded, port, ingress, now, monitor };
+                // `decide` counts nothing and inspects nothing: the shard and the
+                // finding stay untouched.
+                let cx = Cx {
+                    engine: self,
+                    loaded,
+                    port,
+                    ingress,
+                    now,
+                    monitor,
+                    meta: FrameMeta::default(),
+                    shard: Shard { counters: &self.counters, exclusive: false, finding: &finding },
+                };
                 Some(decide::decide(&cx, &opening).reason)
             };
             let (Some(before), Some(after)) = (judge(&current), judge(&proposed)) else { return };

@@ -5,12 +5,10 @@
 use sekisho_flow::tcp::Segment;
 use sekisho_flow::{Endpoint, FlowEntry, FlowKey, FlowState, NewFlow, Observed, Pinned, Socket};
 use sekisho_policy::Reason;
-use sekisho_wire::Tunnel;
+use sekisho_wire::{Ip, Tunnel, L4};
 
 use crate::decide::{self, tunnel_class, Opening};
-use crate::{app, Cx, Side};
-
-const IPPROTO_TCP: u8 = 6;
+use crate::{inspect, Cx, Side};
 
 /// What a packet can do to a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,9 +35,26 @@ pub(crate) struct Packet<'p> {
     pub payload: &'p [u8],
     pub tunnel: Option<Tunnel>,
     pub len: usize,
+    /// The parsed IP packet (for what only inspection reads: fragment, checksum).
+    pub ip: &'p Ip<'p>,
 }
 
 impl Packet<'_> {
+    /// The packet is an IP fragment (this one holds only part of the transport data).
+    pub(crate) fn fragmented(&self) -> bool {
+        self.ip.fragment.is_some()
+    }
+
+    /// Whether the transport checksum is right (the receiver would accept the packet).
+    pub(crate) fn checksum_ok(&self) -> bool {
+        let wire = match self.ip.l4 {
+            L4::Tcp(t) => t.segment,
+            L4::Udp(u) => u.datagram,
+            _ => return true,
+        };
+        sekisho_wire::transport_checksum_ok(self.src.addr, self.dst.addr, self.protocol, wire)
+    }
+
     fn opening(&self, side: Side) -> Opening {
         Opening {
             initiator: self.src,
@@ -76,6 +91,11 @@ pub(crate) fn stateless(cx: &Cx<'_>, p: &Packet<'_>) -> Reason {
 }
 
 fn open(cx: &Cx<'_>, flows: &Pinned<'_>, p: &Packet<'_>) -> Reason {
+    // An attempt to open a connection: the monitor measures scans from internet zones.
+    let watched = cx.engine.monitor.watched(&cx.loaded.policy, cx.port, cx.ingress.side);
+    if watched && cx.engine.monitor.attempt(cx.now.mono, p.src.addr, p.dst.addr, p.dst.port) {
+        return Reason::BlockedSource;
+    }
     if matches!(p.kind, Kind::Tcp | Kind::Answers) {
         return Reason::NoFlow;
     }
@@ -83,6 +103,9 @@ fn open(cx: &Cx<'_>, flows: &Pinned<'_>, p: &Packet<'_>) -> Reason {
     let reason = decided.reason;
     if !reason.allowed() && !cx.monitor {
         return reason;
+    }
+    if watched && p.kind == Kind::Syn && reason.allowed() {
+        cx.engine.monitor.syn(cx.now.mono, p.dst.addr);
     }
     let entry = FlowEntry::new(
         cx.now.mono,
@@ -96,11 +119,47 @@ fn open(cx: &Cx<'_>, flows: &Pinned<'_>, p: &Packet<'_>) -> Reason {
             syn: p.seg.as_ref(),
         },
     );
-    entry.set_inspect_state(if reason.allowed() { app::to_u8(decided.app) } else { app::CHECKED });
+    entry.set_inspect_state(if reason.allowed() {
+        inspect::word::pending(decided.app)
+    } else {
+        inspect::word::CHECKED
+    });
     match flows.insert(p.key, entry, cx.now.mono) {
         // Our entry, or one another thread inserted first: either way, judge the packet on it.
-        Ok(entry) => existing(cx, flows, entry, p, p.sender == entry.initiator()),
+        Ok(entry) => {
+            if reason.allowed() {
+                cx.count_flow(reason);
+            }
+            existing(cx, flows, entry, p, p.sender == entry.initiator())
+        }
         Err(_) => Reason::FlowTableFull,
+    }
+}
+
+/// Accounts `p` on its flow (TCP: checked against the tracked windows first); false when
+/// it was outside them and changed nothing.
+#[inline]
+pub(crate) fn observe(
+    cx: &Cx<'_>,
+    flows: &Pinned<'_>,
+    entry: &FlowEntry,
+    p: &Packet<'_>,
+    from_initiator: bool,
+) -> bool {
+    match entry.observe(cx.now.mono, from_initiator, p.len, p.seg.as_ref()) {
+        Observed::OutOfWindow => false,
+        Observed::Accepted { now_evictable, now_established } => {
+            if now_evictable {
+                flows.offer_for_eviction(p.key, entry);
+            }
+            if now_established {
+                let side = Side::of_origin(entry.origin());
+                if cx.engine.monitor.watched(&cx.loaded.policy, cx.port, side) {
+                    cx.engine.monitor.established(cx.now.mono, p.key.socket(entry.initiator().other()).addr);
+                }
+            }
+            true
+        }
     }
 }
 
@@ -126,7 +185,8 @@ fn existing(
             return r;
         }
     }
-    let mut reason = decide::current(cx, entry, &p.key);
+    let word = entry.inspect_state();
+    let mut reason = decide::current(cx, entry, &p.key, word);
     if reason.allowed() && p.tunnel.is_some() && tunnel_class(p.tunnel) != entry.class() {
         // A flow that began as something else now carries a tunnel: the tunnel is judged.
         let initiator = p.key.socket(entry.initiator());
@@ -141,15 +201,11 @@ fn existing(
     if !reason.allowed() && !cx.monitor {
         return reason;
     }
-    match entry.observe(cx.now.mono, from_initiator, p.len, p.seg.as_ref()) {
-        Observed::OutOfWindow if reason.allowed() => return Reason::OutOfWindow,
-        Observed::OutOfWindow => return reason,
-        Observed::Accepted { now_evictable: true } => flows.offer_for_eviction(p.key, entry),
-        Observed::Accepted { now_evictable: false } => {}
+    if reason.allowed() && inspect::involved(word, p) {
+        return inspect::packet(cx, flows, entry, p, from_initiator, reason);
     }
-    if reason.allowed() {
-        app::inspect(entry, reason, from_initiator, p.protocol == IPPROTO_TCP, p.payload)
-    } else {
-        reason
+    match observe(cx, flows, entry, p, from_initiator) {
+        false if reason.allowed() => Reason::OutOfWindow,
+        _ => reason,
     }
 }

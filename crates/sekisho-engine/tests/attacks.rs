@@ -46,6 +46,13 @@ fn juki(e: &Engine, now: Timestamp) -> TcpConn {
         &c.client(ACK | PSH, b"SSH-2.0-batch\r\n"),
         &[(inside("mynumber"), r), (outside("lgwan"), r)],
     );
+    crossing(
+        e,
+        now,
+        &c.server(ACK | PSH, b"SSH-2.0-juki\r\n"),
+        &[(inside("lgwan"), r), (outside("mynumber"), r)],
+    );
+    crossing(e, now, &c.client(ACK, b""), &[(inside("mynumber"), r), (outside("lgwan"), r)]);
     c
 }
 
@@ -444,7 +451,7 @@ fn class_7_fragments_follow_their_parent_and_expire() {
     // Later fragments do not extend the reassembly time (30 s from the first fragment).
     let e = engine();
     let (l, dns) = ("198.18.20.5".parse().unwrap(), "198.18.40.53".parse().unwrap());
-    let datagram = udp_datagram(5353, 53, &[0u8; 64]);
+    let datagram = udp_datagram(5353, 53, &dns_query(7, "a-name.of.some.length.lgwan.example", 1));
     let f1 = eth(
         0x0800,
         &ipv4(l, dns, 17, V4Opts { id: 7, more_fragments: true, ..V4Opts::default() }, &datagram[..40]),
@@ -489,9 +496,9 @@ fn class_10_flow_timeouts_use_the_monotonic_clock_and_expiry_the_wall_clock() {
     let e = engine();
     let mono = 1_000 * SEC;
     let at = |mono: u64, wall: Timestamp| Now { mono, wall };
-    let query =
-        udp(LG_TERM, 7000, "198.18.40.53", 53, &[0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1]);
-    let answer = udp("198.18.40.53", 53, LG_TERM, 7000, &[0x12, 0x34, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0]);
+    let q = dns_query(0x1234, "juki.lgwan.example", 1);
+    let query = udp(LG_TERM, 7000, "198.18.40.53", 53, &q);
+    let answer = udp("198.18.40.53", 53, LG_TERM, 7000, &dns_answer(&q));
     assert_eq!(name(&e, &e.process(at(mono, NOW), inside("lgwan"), &query)), "allow:rule:lgwan-dns");
     // NTP steps the wall clock back a day, then forward a year: the flow neither lives
     // forever nor dies early — its 60 s idle timeout runs on the monotonic clock.

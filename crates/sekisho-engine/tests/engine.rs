@@ -319,7 +319,7 @@ fn neighbour_discovery_and_dhcp_stay_on_the_link() {
 fn fragments_follow_their_first_fragment() {
     let e = engine();
     let (s, d) = ("198.18.20.5".parse().unwrap(), "198.18.40.53".parse().unwrap());
-    let dns = udp_datagram(5353, 53, &[0u8; 64]);
+    let dns = udp_datagram(5353, 53, &dns_query(7, "a-name.of.some.length.lgwan.example", 1));
     let first = eth(
         0x0800,
         &ipv4(s, d, 17, V4Opts { id: 77, more_fragments: true, ..V4Opts::default() }, &dns[..40]),

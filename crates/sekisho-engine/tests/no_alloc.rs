@@ -52,28 +52,49 @@ fn allocations_during(f: impl FnOnce()) -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
+/// Opens 203.0.113.7:41000 → the relay (mail path leg 1) and takes it through the SMTP
+/// dialogue until its data, so that its inspection is done.
+fn mail_flow_past_inspection(e: &sekisho_engine::Engine, t: Now) -> TcpConn {
+    let at = inside("internet");
+    let back = outside("internet");
+    let mut c = TcpConn::new(("203.0.113.7", 41000), ("198.18.40.10", 25));
+    let mut frames = vec![(at, c.syn()), (back, c.syn_ack()), (at, c.client(ACK, b""))];
+    for (client, line) in [
+        (false, &b"220 relay ESMTP\r\n"[..]),
+        (true, b"EHLO sender.example\r\n"),
+        (false, b"250 relay\r\n"),
+        (true, b"MAIL FROM:<a@sender.example>\r\nRCPT TO:<staff@lgwan.example>\r\nDATA\r\n"),
+        (false, b"250 ok\r\n250 ok\r\n354 go ahead\r\n"),
+    ] {
+        if client {
+            frames.push((at, c.client(ACK | PSH, line)));
+        } else {
+            frames.push((back, c.server(ACK | PSH, line)));
+        }
+    }
+    frames.push((at, c.client(ACK, b"")));
+    for (ingress, f) in &frames {
+        assert_eq!(e.process(t, *ingress, f).action, Action::Forward);
+    }
+    c
+}
+
 #[test]
 fn established_flows_related_packets_and_drops_allocate_nothing() {
     let e = engine();
     let at = inside("internet");
     let back = outside("internet");
-    let mut c = TcpConn::new(("203.0.113.7", 41000), ("198.18.40.10", 25));
     let t = |i: u64| Now::at(Timestamp(NOW.0 + i));
-    let handshake = [
-        (at, c.syn()),
-        (back, c.syn_ack()),
-        (at, c.client(ACK, b"")),
-        (back, c.server(ACK | PSH, b"220 relay ESMTP\r\n")),
-    ];
-    for (ingress, f) in &handshake {
-        assert_eq!(e.process(t(0), *ingress, f).action, Action::Forward);
-    }
+    let mut c = mail_flow_past_inspection(&e, t(0));
     let data_out = c.client(ACK | PSH, &[b'x'; 1400]);
     let data_back = c.server(ACK, b"");
+    assert_eq!(e.process(t(0), at, &data_out).action, Action::Forward);
+    assert_eq!(e.process(t(0), back, &data_back).action, Action::Forward);
+    assert_eq!(e.inspection_stats().active, 0, "the mail flow's inspection is over: its state is gone");
     // A DNS query in two fragments, and a port-unreachable error about it from the
     // server itself.
     let (l, d) = ("198.18.20.5".parse().unwrap(), "198.18.40.53".parse().unwrap());
-    let dns = udp_datagram(5353, 53, &[0u8; 64]);
+    let dns = udp_datagram(5353, 53, &dns_query(77, "a-name.of.some.length.lgwan.example", 1));
     let first = eth(
         0x0800,
         &ipv4(l, d, 17, V4Opts { id: 77, more_fragments: true, ..V4Opts::default() }, &dns[..40]),
@@ -111,4 +132,42 @@ fn established_flows_related_packets_and_drops_allocate_nothing() {
         }
     });
     assert_eq!(n, 0, "allocations on the per-packet path");
+}
+
+/// While a flow is inspected, its packets allocate nothing either (the state is made once,
+/// at its first data): the text leg of the mail path, message text line after line.
+#[test]
+fn an_inspected_text_leg_allocates_nothing_per_packet() {
+    let e = engine();
+    let (at, back) = (inside("sanitization"), outside("sanitization"));
+    let t = Now::at(NOW);
+    let mut c = TcpConn::new(("198.18.40.10", 42000), ("198.18.20.25", 25));
+    let mut frames = vec![(at, c.syn()), (back, c.syn_ack()), (at, c.client(ACK, b""))];
+    frames.push((back, c.server(ACK | PSH, b"220 lgwan ESMTP\r\n")));
+    frames.push((at, c.client(ACK | PSH, b"EHLO relay\r\nMAIL FROM:<r@sz>\r\nRCPT TO:<s@lg>\r\nDATA\r\n")));
+    frames.push((back, c.server(ACK | PSH, b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n")));
+    frames.push((at, c.client(ACK | PSH, b"Subject: report\r\nContent-Type: text/plain\r\n\r\n")));
+    for (ingress, f) in &frames {
+        let v = e.process(t, *ingress, f);
+        assert_eq!(v.action, Action::Forward, "{:?}", v.reason);
+    }
+    let lines: Vec<(Vec<u8>, Vec<u8>)> = (0..22_000)
+        .map(|_| {
+            let text = c.client(ACK | PSH, b"A line of sanitised text for LGWAN staff.\r\n");
+            (text, c.server(ACK, b""))
+        })
+        .collect();
+    let mut w = e.worker();
+    for (text, ack) in &lines[..2000] {
+        assert_eq!(w.process(t, at, text).action, Action::Forward);
+        assert_eq!(w.process(t, back, ack).action, Action::Forward);
+    }
+    let n = allocations_during(|| {
+        for (text, ack) in &lines[2000..] {
+            assert_eq!(w.process(t, at, text).action, Action::Forward);
+            assert_eq!(w.process(t, back, ack).action, Action::Forward);
+        }
+    });
+    assert_eq!(n, 0, "allocations while inspecting");
+    assert_eq!(e.inspection_stats().active, 1, "the text leg is followed to its end");
 }

@@ -663,7 +663,7 @@ fn held_icmpv6_errors_quote_through_extension_headers_and_stop_at_1280_bytes() {
 fn held_fragments_do_not_borrow_another_datagrams_record() {
     let e = engine();
     let (s, d) = (LG_TERM.parse().unwrap(), DNS.parse().unwrap());
-    let dns = udp_datagram(5353, 53, &[0u8; 64]);
+    let dns = udp_datagram(5353, 53, &dns_query(300, "a-name.of.some.length.lgwan.example", 1));
     let first = eth(
         0x0800,
         &ipv4(s, d, 17, V4Opts { id: 300, more_fragments: true, ..V4Opts::default() }, &dns[..40]),

@@ -439,8 +439,10 @@ impl Builder {
                 (frame, m, None)
             }
             Spec::Udp { src, sport, dst, dport } if same_family(src, dst) => {
-                let f =
-                    udp(HOSTS[src], sport, HOSTS[dst], dport, &[0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+                // Well-formed DNS toward and from port 53 (the DNS rule's flows are inspected).
+                let query = dns_query(0x1234, "host.zone.example", 1);
+                let payload = if sport == 53 && dport != 53 { dns_answer(&query) } else { query };
+                let f = udp(HOSTS[src], sport, HOSTS[dst], dport, &payload);
                 (f, meta(src, dst, 17, sport, dport, Kind::Opens), None)
             }
             Spec::Echo { src, dst, ident, reply } if same_family(src, dst) => {
@@ -481,7 +483,7 @@ impl Builder {
             }
             Spec::FragFirst { src, dst, id } if host(src).is_ipv4() && host(dst).is_ipv4() => {
                 let (s, d) = (as_v4(src), as_v4(dst));
-                let dgram = udp_datagram(5353, 53, &[0u8; 64]);
+                let dgram = udp_datagram(5353, 53, &dns_query(7, "a-name.of.some.length.zone.example", 1));
                 let opts = V4Opts { id, more_fragments: true, ..V4Opts::default() };
                 (
                     eth(0x0800, &ipv4(s, d, 17, opts, &dgram[..40])),

@@ -151,6 +151,8 @@ pub enum Observed {
     Accepted {
         /// The flow just became evictable.
         now_evictable: bool,
+        /// This packet completed the TCP handshake.
+        now_established: bool,
     },
     /// A TCP segment outside the tracked window: nothing was changed.
     OutOfWindow,
@@ -326,12 +328,15 @@ impl FlowEntry {
         self.packets.fetch_add(1, Relaxed);
         self.bytes.fetch_add(len as u64, Relaxed);
         if next == current {
-            return Observed::Accepted { now_evictable: false };
+            return Observed::Accepted { now_evictable: false, now_established: false };
         }
         // A lost race means another packet moved the state first; both results are states
         // the flow really passed through, so the loser does not retry.
         let won = self.state.compare_exchange(current as u8, next as u8, Relaxed, Relaxed).is_ok();
-        Observed::Accepted { now_evictable: won && next.is_evictable() && !current.is_evictable() }
+        Observed::Accepted {
+            now_evictable: won && next.is_evictable() && !current.is_evictable(),
+            now_established: won && next == FlowState::Established,
+        }
     }
 
     /// True when the flow has been idle longer than its state allows at `now`.
@@ -428,9 +433,12 @@ mod tests {
     fn establish(e: &FlowEntry, now: u64) {
         assert_eq!(
             e.observe(now, false, 60, Some(&seg(SYN | ACK, 500, 101))),
-            Observed::Accepted { now_evictable: false }
+            Observed::Accepted { now_evictable: false, now_established: false }
         );
-        e.observe(now, true, 52, Some(&seg(ACK, 101, 501)));
+        assert_eq!(
+            e.observe(now, true, 52, Some(&seg(ACK, 101, 501))),
+            Observed::Accepted { now_evictable: false, now_established: true }
+        );
     }
 
     #[test]
@@ -443,7 +451,7 @@ mod tests {
         assert!(!e.state().is_evictable());
         assert_eq!(
             e.observe(3, true, 52, Some(&seg(FIN | ACK, 101, 501))),
-            Observed::Accepted { now_evictable: true }
+            Observed::Accepted { now_evictable: true, now_established: false }
         );
         assert_eq!(e.state(), FlowState::Closing);
         e.observe(4, false, 52, Some(&seg(FIN | ACK, 501, 102)));

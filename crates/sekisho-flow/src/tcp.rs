@@ -169,6 +169,20 @@ impl Tracker {
         }
     }
 
+    /// The highest sequence number (plus length) the initiator (`from_initiator`) or the
+    /// responder has sent: before its first data, its initial sequence number plus one.
+    pub fn end(&self, from_initiator: bool) -> u32 {
+        self.pair(from_initiator).0.end.load(Relaxed)
+    }
+
+    /// The highest acknowledgement number the *receiver* of the initiator's
+    /// (`from_initiator`) or the responder's data has sent: everything before it has
+    /// arrived there. Before the receiver's first acknowledgement: the sender's initial
+    /// sequence number.
+    pub fn acked(&self, from_initiator: bool) -> u32 {
+        self.pair(from_initiator).1.acked.load(Relaxed)
+    }
+
     fn pair(&self, from_initiator: bool) -> (&Dir, &Dir) {
         let [i, r] = &self.dirs;
         if from_initiator {
@@ -223,6 +237,9 @@ impl Tracker {
                     return Step::OutOfWindow;
                 }
                 s.start(seg);
+                // The initiator has acknowledged nothing yet: its first acknowledgement is
+                // the SYN+ACK's sequence number plus one, later in sequence space than this.
+                o.acked.store(seg.seq, Relaxed);
                 let both = o.scale.load(Relaxed) & SCALE_SEEN != 0 && seg.wscale.is_some();
                 if both {
                     self.flags().fetch_or(SCALED, Relaxed);
@@ -472,6 +489,22 @@ mod tests {
             t.step(FlowState::Established, false, &seg(ACK, 5001, 990, 500, 0)),
             Step::Accept(FlowState::Established)
         );
+    }
+
+    #[test]
+    fn acknowledgements_are_followed_from_any_initial_sequence_number() {
+        for server_isn in [5000u32, 0x9000_0000, u32::MAX] {
+            let t = Tracker::new(&seg(SYN, 1000, 0, 64240, 0));
+            let first = server_isn.wrapping_add(1);
+            t.step(FlowState::SynSent, false, &seg(SYN | ACK, server_isn, 1001, 65160, 0));
+            assert_eq!(t.acked(false), server_isn, "nothing acknowledged yet");
+            t.step(FlowState::SynReceived, true, &seg(ACK, 1001, first, 502, 0));
+            t.step(FlowState::Established, false, &seg(ACK, first, 1001, 500, 100));
+            assert_eq!((t.end(false), t.acked(false)), (first.wrapping_add(100), first));
+            t.step(FlowState::Established, true, &seg(ACK, 1001, first.wrapping_add(100), 502, 10));
+            assert_eq!(t.acked(false), first.wrapping_add(100));
+            assert_eq!((t.end(true), t.acked(true)), (1011, 1001));
+        }
     }
 
     #[test]

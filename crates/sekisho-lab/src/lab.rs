@@ -612,6 +612,9 @@ impl Lab {
             if !banner.is_empty() {
                 args.extend([os("--banner"), os(banner)]);
             }
+            if listen.ends_with(":3389") {
+                args.push(os("--rdp"));
+            }
             args.extend([os("--ready-file"), path(&r)]);
             self.spawn(name, ns, &listen, args)?;
             expected.push((name, r));
@@ -636,6 +639,24 @@ impl Lab {
     pub fn send_frame(&self, ns: Ns, frame: &[u8]) -> anyhow::Result<()> {
         let mut c = self.frame_sender(ns, &[frame], 1, 0);
         cmd::run(&mut c, None, Duration::from_secs(10))?.check().map(drop)
+    }
+
+    /// Sends raw Ethernet frames back to back out of `eth0` in host namespace `ns` (a
+    /// flood), one process for all of them.
+    pub fn send_frames(&self, ns: Ns, frames: &[Vec<u8>]) -> anyhow::Result<()> {
+        let mut text = String::with_capacity(frames.iter().map(|f| 2 * f.len() + 1).sum());
+        for f in frames {
+            for b in f {
+                let _ = write!(text, "{b:02x}");
+            }
+            text.push('\n');
+        }
+        let file = self.state.join("frames.txt");
+        std::fs::write(&file, text)?;
+        let script = self.state.join("send_frame.py");
+        let mut c = self.command(ns, "python3");
+        c.arg(&script).args(["--dev", "eth0", "--hex-file"]).arg(&file);
+        cmd::run(&mut c, None, Duration::from_secs(60))?.check().map(drop)
     }
 
     /// A command that sends `count` raw Ethernet frames out of `eth0` in host namespace

@@ -19,8 +19,9 @@
 //! Services: the mail text-ification relay on 198.18.40.10:25 (delivers to the LGWAN
 //! mail host 198.18.20.25:25, which stores each message as a file), the file sanitiser
 //! on 198.18.40.20:443 (HTTPS), an internet web server on 203.0.113.7:443 (HTTPS), RDP
-//! stand-ins on 203.0.113.50:3389 (VDI host) and 198.18.20.5:3389, and an SSH stand-in
-//! on 198.18.20.30:22 (the juki server).
+//! stand-ins on 203.0.113.50:3389 (VDI host) and 198.18.20.5:3389 (they answer an X.224
+//! connection request with a confirm), and an SSH stand-in on 198.18.20.30:22 (the juki
+//! server).
 
 #![warn(missing_docs)]
 
@@ -123,6 +124,9 @@ enum Command {
         listen: SocketAddr,
         #[arg(long)]
         banner: Option<String>,
+        /// Answer an RDP connection request with a connection confirm.
+        #[arg(long)]
+        rdp: bool,
         #[arg(long)]
         ready_file: Option<PathBuf>,
     },
@@ -188,8 +192,8 @@ pub fn run(args: Args, bin_dir: &Path) -> anyhow::Result<bool> {
             smtp::serve(listen, &hostname, Arc::new(sink), smtp::Limits::default(), ready(ready_file))?;
             Ok(true)
         }
-        Command::TcpEcho { listen, banner, ready_file } => {
-            echo::serve(listen, banner.unwrap_or_default().as_bytes(), ready(ready_file))?;
+        Command::TcpEcho { listen, banner, rdp, ready_file } => {
+            echo::serve(listen, banner.unwrap_or_default().as_bytes(), rdp, ready(ready_file))?;
             Ok(true)
         }
     }

@@ -177,9 +177,10 @@ impl Lab {
         Ok(attempt)
     }
 
-    /// An RDP connection request from `src` to `dst:3389` (the echo stand-in returns it).
+    /// An RDP connection request from `src` to `dst:3389` (the stand-in answers with a
+    /// connection confirm).
     pub fn rdp(&self, ns: Ns, src: &str, dst: &str) -> anyhow::Result<Attempt> {
-        self.tcp_exchange(ns, src, dst, 3389, &RDP_CONNECTION_REQUEST, &RDP_CONNECTION_REQUEST)
+        self.tcp_exchange(ns, src, dst, 3389, &RDP_CONNECTION_REQUEST, &crate::echo::RDP_CONNECTION_CONFIRM)
     }
 
     /// An SSH identification exchange from `src` to `dst:22`.

@@ -59,6 +59,10 @@ codes! {
         Workers = "E-DAEMON-WORKERS",
         /// A `[flow]` number out of range.
         FlowRange = "E-FLOW-RANGE",
+        /// An `[inspect]` number out of range.
+        InspectRange = "E-INSPECT-RANGE",
+        /// A `[monitor]` number out of range.
+        MonitorRange = "E-MONITOR-RANGE",
         /// A `[link] allow_ethertypes` entry that is not an ethertype sekisho may list.
         Ethertype = "E-LINK-ETHERTYPE",
         /// A name that is empty, too long or has characters reason codes cannot carry.
@@ -99,6 +103,11 @@ codes! {
         ServicePorts = "E-SERVICE-PORTS",
         /// A service's `app` that cannot run over its `proto`.
         ServiceApp = "E-SERVICE-APP",
+        /// A service's `sni_allow` that is empty, names no valid host, or is given for an
+        /// app other than tls.
+        ServiceSni = "E-SERVICE-SNI",
+        /// A service's `allow_connect` given for an app other than http.
+        ServiceConnect = "E-SERVICE-CONNECT",
         /// A path without legs.
         PathNoLegs = "E-PATH-NO-LEGS",
         /// A path with more legs than a reason code can number.
@@ -129,6 +138,10 @@ codes! {
         ScreenHost = "E-LEG-SCREEN-HOST",
         /// A screen-transfer leg between lgwan and internet without a screen protocol.
         ScreenApp = "E-LEG-SCREEN-APP",
+        /// A local-breakout leg that does not go from lgwan zones to internet zones.
+        BreakoutZones = "E-BREAKOUT-ZONES",
+        /// A local-breakout leg whose service is not tls with an `sni_allow` list.
+        BreakoutService = "E-BREAKOUT-SERVICE",
         /// A chain of rules, exceptions and intra-zone reach joins internet with lgwan or
         /// mynumber outside every path.
         RouteUnsanitized = "E-ROUTE-UNSANITIZED",

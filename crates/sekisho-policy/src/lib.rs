@@ -44,11 +44,12 @@ pub use crate::alert::{AlertTarget, Facility, Format, Severity, TargetUrl, MAX_A
 pub use crate::error::{ConfigError, ConfigErrors, ConfigWarning, ErrorCode, WarningCode};
 pub use crate::load::{
     load_str, DEFAULT_CONTROL_SOCKET, MAX_EXCEPTION_HOSTS, MAX_FLOW_CAPACITY, MAX_FLOW_TIMEOUT_S,
+    MAX_INSPECT_DEPTH, MIN_INSPECT_DEPTH,
 };
 pub use crate::model::{
-    App, Connection, ControlSettings, Endpoint, Exception, ExceptionId, FlowSettings, Io, Leg, Method, Mode,
-    Path, PathId, Port, PortId, PortRange, PortSide, Proto, Rule, RuleId, Service, ServiceId, Zone, ZoneId,
-    ZoneKind, MAX_WORKERS,
+    App, Connection, ControlSettings, Endpoint, Exception, ExceptionId, FlowSettings, InspectSettings, Io,
+    Leg, Method, Mode, MonitorSettings, Path, PathId, Port, PortId, PortRange, PortSide, Proto, Rule, RuleId,
+    Service, ServiceId, SniPattern, Zone, ZoneId, ZoneKind, MAX_WORKERS,
 };
 pub use crate::reason::{Decision, Reason, ReasonName};
 pub use crate::time::Timestamp;
@@ -65,6 +66,8 @@ pub struct Policy {
     io: Io,
     workers: u16,
     flow: FlowSettings,
+    inspect: InspectSettings,
+    monitor: MonitorSettings,
     allow_ethertypes: Vec<u16>,
     zones: Vec<Zone>,
     ports: Vec<Port>,
@@ -76,6 +79,9 @@ pub struct Policy {
     /// Warnings that do not depend on the time (see [`Policy::warnings`]).
     warnings: Vec<ConfigWarning>,
     alert: alert::AlertSettings,
+    /// The first flat leg index of each path (see [`Policy::leg_index`]), and the number
+    /// of legs last.
+    leg_offsets: Vec<usize>,
 }
 
 impl Policy {
@@ -112,6 +118,46 @@ impl Policy {
     /// Flow-table settings (`[flow]`).
     pub fn flow(&self) -> &FlowSettings {
         &self.flow
+    }
+
+    /// Application inspection settings (`[inspect]`).
+    pub fn inspect(&self) -> &InspectSettings {
+        &self.inspect
+    }
+
+    /// Internet-zone monitoring settings (`[monitor]`).
+    pub fn monitor(&self) -> &MonitorSettings {
+        &self.monitor
+    }
+
+    /// The service a reason's path leg, exception or rule names (`None` for other
+    /// reasons).
+    pub fn service_of(&self, reason: Reason) -> Option<&Service> {
+        let id = match reason {
+            Reason::Path { path, leg } => {
+                self.paths.get(path.index())?.legs.get(usize::from(leg).checked_sub(1)?)?.service
+            }
+            Reason::Exception(id) => self.exceptions.get(id.index())?.service,
+            Reason::Rule(id) => self.rules.get(id.index())?.service,
+            _ => return None,
+        };
+        self.service(id)
+    }
+
+    /// Every path leg in order (paths in file order, their legs in order), numbered from
+    /// 0: the position of `path`'s leg `leg` (numbered from 1), if it exists.
+    #[inline]
+    pub fn leg_index(&self, path: PathId, leg: u16) -> Option<usize> {
+        let first = *self.leg_offsets.get(path.index())?;
+        let end = *self.leg_offsets.get(path.index() + 1)?;
+        let i = first + usize::from(leg).checked_sub(1)?;
+        (i < end).then_some(i)
+    }
+
+    /// How many path legs the policy has, over all paths.
+    #[inline]
+    pub fn leg_count(&self) -> usize {
+        self.leg_offsets.last().copied().unwrap_or(0)
     }
 
     /// Non-IP ethertypes other than ARP that may pass within a port pair
@@ -292,8 +338,8 @@ mod docs {
     //! The configuration documents name every key, code and reason sekisho knows.
 
     use crate::raw::{
-        fields_of, RawControl, RawDaemon, RawException, RawFlow, RawLeg, RawLink, RawPath, RawPort, RawRule,
-        RawService, RawZone,
+        fields_of, RawControl, RawDaemon, RawException, RawFlow, RawInspect, RawLeg, RawLink, RawMonitor,
+        RawPath, RawPort, RawRule, RawService, RawZone,
     };
     use crate::{ErrorCode, Reason, WarningCode};
 
@@ -308,6 +354,8 @@ mod docs {
             fields_of::<RawDaemon>(),
             fields_of::<RawControl>(),
             fields_of::<RawFlow>(),
+            fields_of::<RawInspect>(),
+            fields_of::<RawMonitor>(),
             fields_of::<RawLink>(),
             fields_of::<RawZone>(),
             fields_of::<RawPort>(),
@@ -330,6 +378,13 @@ mod docs {
             }
             for r in Reason::CODES {
                 assert!(text.contains(&format!("`{r}")), "{doc} does not list reason {r}");
+            }
+            for m in crate::Method::ALL {
+                assert!(
+                    text.contains(&format!("`{}`", m.as_str())),
+                    "{doc} does not explain method {}",
+                    m.as_str()
+                );
             }
             for banned in ["DESIGN.md", "../shared", "issue"] {
                 assert!(!text.contains(banned), "{doc} mentions {banned:?}: the repository must stand alone");

@@ -10,13 +10,15 @@ use serde::de::DeserializeOwned;
 use crate::compile::{touched, Compiled};
 use crate::error::{ConfigError, ConfigErrors, ConfigWarning, ErrorCode, WarningCode};
 use crate::model::{
-    App, ControlSettings, Endpoint, Exception, FlowSettings, Io, Leg, Method, Mode, Path, Port, PortRange,
-    Proto, Rule, Service, ServiceId, Zone, ZoneId, ZoneKind, MAX_WORKERS,
+    App, ControlSettings, Endpoint, Exception, FlowSettings, InspectSettings, Io, Leg, Method, Mode,
+    MonitorSettings, Path, Port, PortRange, Proto, Rule, Service, ServiceId, SniPattern, Zone, ZoneId,
+    ZoneKind, MAX_WORKERS,
 };
 use crate::raw::Flag;
 use crate::raw::{
     describe, fields_of, one_line, str_key, type_name, Int, PortEntry, RawAlert, RawControl, RawDaemon,
-    RawException, RawFlow, RawLeg, RawLink, RawPath, RawPort, RawRule, RawService, RawZone, Text,
+    RawException, RawFlow, RawInspect, RawLeg, RawLink, RawMonitor, RawPath, RawPort, RawRule, RawService,
+    RawZone, Text,
 };
 use crate::route;
 use crate::time::parse_expires;
@@ -46,8 +48,26 @@ pub const MAX_FLOW_CAPACITY: usize = 100_000_000;
 /// Largest accepted flow timeout, in seconds (30 days).
 pub const MAX_FLOW_TIMEOUT_S: u64 = 30 * 24 * 3600;
 
-const SECTIONS: [&str; 11] =
-    ["daemon", "flow", "link", "zone", "port", "service", "path", "exception", "rule", "alert", "control"];
+const SECTIONS: [&str; 13] = [
+    "daemon",
+    "flow",
+    "inspect",
+    "monitor",
+    "link",
+    "zone",
+    "port",
+    "service",
+    "path",
+    "exception",
+    "rule",
+    "alert",
+    "control",
+];
+
+/// Smallest accepted `[inspect] depth` (bytes per direction).
+pub const MIN_INSPECT_DEPTH: usize = 4096;
+/// Largest accepted `[inspect] depth`.
+pub const MAX_INSPECT_DEPTH: usize = 65_536;
 
 const MAX_NAME_CHARS: usize = 64;
 /// Legs per path: the engine caches a leg number in 8 bits of a flow's verdict word.
@@ -150,6 +170,10 @@ impl Loader {
         let control = self.control(control);
         let flow = self.table_section::<RawFlow>(&mut root, "flow");
         let flow = self.flow(flow);
+        let inspect = self.table_section::<RawInspect>(&mut root, "inspect");
+        let inspect = self.inspect(inspect);
+        let monitor = self.table_section::<RawMonitor>(&mut root, "monitor");
+        let monitor = self.monitor(monitor);
         let link = self.table_section::<RawLink>(&mut root, "link");
         let allow_ethertypes = self.link(link);
 
@@ -235,6 +259,11 @@ impl Loader {
         let zones = std::mem::take(&mut self.zones);
         let services = std::mem::take(&mut self.services);
         let compiled = Compiled::build(&zones, &services, &paths, &exceptions, &rules);
+        let mut leg_offsets = Vec::with_capacity(paths.len() + 1);
+        leg_offsets.push(0);
+        for p in &paths {
+            leg_offsets.push(leg_offsets.last().copied().unwrap_or(0) + p.legs.len());
+        }
         Some(Policy {
             mode,
             control_socket,
@@ -242,6 +271,9 @@ impl Loader {
             io,
             workers,
             flow,
+            inspect,
+            monitor,
+            leg_offsets,
             allow_ethertypes,
             zones,
             ports,
@@ -580,6 +612,84 @@ impl Loader {
             self.err(ErrorCode::FlowRange, "[flow]", e);
         }
         f
+    }
+
+    /// Reads integer keys of a section into their slots, each within its range; an out-of-range
+    /// value is reported under `code` and leaves the default.
+    fn numbers(&mut self, item: &str, code: ErrorCode, keys: Vec<(&str, Option<Int>, u64, u64, &mut u64)>) {
+        for (key, value, min, max, slot) in keys {
+            let Some(Int(v)) = value else { continue };
+            match u64::try_from(v) {
+                Ok(v) if (min..=max).contains(&v) => *slot = v,
+                _ => self.err(
+                    code,
+                    item,
+                    format!("{key} = {v} is out of range; it must be between {min} and {max}"),
+                ),
+            }
+        }
+    }
+
+    fn inspect(&mut self, raw: Option<RawInspect>) -> InspectSettings {
+        let d = InspectSettings::default();
+        let Some(raw) = raw else { return d };
+        let (mut depth, mut max_flows) = (d.depth as u64, d.max_flows as u64);
+        let (mut dns, mut idle) = (u64::from(d.dns_tunnel_threshold), d.idle_timeout_s);
+        self.numbers(
+            "[inspect]",
+            ErrorCode::InspectRange,
+            vec![
+                ("depth", raw.depth, MIN_INSPECT_DEPTH as u64, MAX_INSPECT_DEPTH as u64, &mut depth),
+                ("max_flows", raw.max_flows, 1, 1_000_000, &mut max_flows),
+                ("dns_tunnel_threshold", raw.dns_tunnel_threshold, 1, 31, &mut dns),
+                ("idle_timeout_s", raw.idle_timeout_s, 1, MAX_FLOW_TIMEOUT_S, &mut idle),
+            ],
+        );
+        InspectSettings {
+            depth: depth as usize,
+            max_flows: max_flows as usize,
+            dns_tunnel_threshold: dns as u8,
+            idle_timeout_s: idle,
+        }
+    }
+
+    fn monitor(&mut self, raw: Option<RawMonitor>) -> MonitorSettings {
+        let d = MonitorSettings::default();
+        let Some(raw) = raw else { return d };
+        let mut v = [
+            d.window_s,
+            u64::from(d.scan_ports),
+            u64::from(d.scan_hosts),
+            u64::from(d.syn_half_open),
+            u64::from(d.icmp_flood),
+            d.tracked as u64,
+            d.block_ttl_s,
+        ];
+        let [window, ports, hosts, syn, icmp, tracked, block] = &mut v;
+        self.numbers(
+            "[monitor]",
+            ErrorCode::MonitorRange,
+            vec![
+                ("window_s", raw.window_s, 1, 3600, window),
+                ("scan_ports", raw.scan_ports, 2, 256, ports),
+                ("scan_hosts", raw.scan_hosts, 2, 256, hosts),
+                ("syn_half_open", raw.syn_half_open, 1, 10_000_000, syn),
+                ("icmp_flood", raw.icmp_flood, 1, 10_000_000, icmp),
+                ("tracked", raw.tracked, 16, 1_000_000, tracked),
+                ("block_ttl_s", raw.block_ttl_s, 0, 86_400, block),
+            ],
+        );
+        let [window_s, scan_ports, scan_hosts, syn_half_open, icmp_flood, tracked, block_ttl_s] = v;
+        MonitorSettings {
+            enabled: raw.enabled.is_none_or(|Flag(b)| b),
+            window_s,
+            scan_ports: scan_ports as u32,
+            scan_hosts: scan_hosts as u32,
+            syn_half_open: syn_half_open as u32,
+            icmp_flood: icmp_flood as u32,
+            tracked: tracked as usize,
+            block_ttl_s,
+        }
     }
 
     /// `[link] allow_ethertypes`: only link-only protocols, which carry no IP packet.
@@ -990,16 +1100,63 @@ impl Loader {
                 }
             }
         }
+        let sni_allow = self.sni_allow(&label, app, raw.sni_allow);
+        let allow_connect = raw.allow_connect.is_some_and(|Flag(b)| b);
+        if raw.allow_connect.is_some() && app.is_some_and(|a| a != App::Http) {
+            self.err(
+                ErrorCode::ServiceConnect,
+                &label,
+                "`allow_connect` only applies to app \"http\" (it lets HTTP CONNECT tunnels pass); remove it"
+                    .to_owned(),
+            );
+        }
         match (name_ok, proto, app) {
             (true, Some(proto), Some(app)) if self.errors.len() == n_errors => {
                 self.service_ids.insert(name.clone(), ServiceId(self.services.len() as u16));
-                self.services.push(Service { name, proto, ports, app });
+                self.services.push(Service { name, proto, ports, app, sni_allow, allow_connect });
             }
             (true, _, _) => {
                 self.broken_services.insert(name);
             }
             _ => {}
         }
+    }
+
+    /// `sni_allow`: exact host names and `*.suffix` patterns, for app tls only.
+    fn sni_allow(&mut self, label: &str, app: Option<App>, raw: Option<Vec<Text>>) -> Vec<SniPattern> {
+        let Some(list) = raw else { return Vec::new() };
+        if app.is_some_and(|a| a != App::Tls) {
+            self.err(
+                ErrorCode::ServiceSni,
+                label,
+                "`sni_allow` only applies to app \"tls\" (it lists the server names a TLS ClientHello \
+                 may ask for); set app = \"tls\" or remove it"
+                    .to_owned(),
+            );
+            return Vec::new();
+        }
+        if list.is_empty() {
+            self.err(
+                ErrorCode::ServiceSni,
+                label,
+                "`sni_allow` is empty, so no connection could pass; list the names, e.g. \
+                 sni_allow = [\"portal.example.lg.jp\", \"*.example.com\"], or remove the key"
+                    .to_owned(),
+            );
+        }
+        let mut out: Vec<SniPattern> = Vec::new();
+        for Text(text) in list {
+            match parse_sni_pattern(&text) {
+                Ok(p) if out.contains(&p) => self.err(
+                    ErrorCode::ServiceSni,
+                    label,
+                    format!("sni_allow: {text:?} is listed twice; remove one"),
+                ),
+                Ok(p) => out.push(p),
+                Err(why) => self.err(ErrorCode::ServiceSni, label, format!("sni_allow: {text:?} {why}")),
+            }
+        }
+        out
     }
 
     fn service_ref(&mut self, item: &str, name: &str) -> Ref<ServiceId> {
@@ -1181,6 +1338,37 @@ impl Loader {
                     self.err(ErrorCode::ExceptionZones, item, msg);
                 }
             }
+            Shape::Leg { method: Method::LocalBreakout } => {
+                if !(self.all_kind(&f, ZoneKind::Lgwan) && self.all_kind(&t, ZoneKind::Internet)) {
+                    self.err(
+                        ErrorCode::BreakoutZones,
+                        item,
+                        format!(
+                            "a local-breakout (α') leg goes from LGWAN接続系 (lgwan) terminals to \
+                             internet services: `from` must lie only in lgwan zones and `to` only in \
+                             internet zones, but `from` {:?} reaches {} and `to` {:?} reaches {}",
+                            from.0,
+                            self.describe_zones(&f),
+                            to.0,
+                            self.describe_zones(&t)
+                        ),
+                    );
+                }
+                if let Some(svc) = service.filter(|s| s.app != App::Tls || s.sni_allow.is_empty()) {
+                    self.err(
+                        ErrorCode::BreakoutService,
+                        item,
+                        format!(
+                            "a local-breakout (α') leg passes only TLS to listed server names: its \
+                             service must have app = \"tls\" and an `sni_allow` list, but service {:?} \
+                             has app {:?}{}",
+                            svc.name,
+                            svc.app.as_str(),
+                            if svc.app == App::Tls { " and no sni_allow" } else { "" }
+                        ),
+                    );
+                }
+            }
             Shape::Leg { method } => {
                 if self.all_kind(&f, ZoneKind::Sanitization) || self.all_kind(&t, ZoneKind::Sanitization) {
                     return;
@@ -1226,8 +1414,9 @@ impl Loader {
                         item,
                         format!(
                             "a leg may not connect LGWAN接続系 (lgwan) and インターネット接続系 (internet) \
-                             directly ({reach}); route it through a host of a sanitization zone, or, \
-                             for a screen-transfer path, name a single VDI/RDP host as `to`"
+                             directly ({reach}); route it through a host of a sanitization zone; for a \
+                             screen-transfer path, name a single VDI/RDP host as `to`; for α' \
+                             local breakout to listed TLS services, use method \"local-breakout\""
                         ),
                     );
                 } else {
@@ -1436,6 +1625,39 @@ fn name_problem<V>(kind: &str, name: &str, taken: &HashMap<String, V>) -> Option
         ));
     }
     None
+}
+
+/// An `sni_allow` entry: a host name (letters, digits, hyphens; labels of 1-63; at most
+/// 253 characters) or `*.` followed by one, in any case; not an IP address.
+fn parse_sni_pattern(text: &str) -> Result<SniPattern, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (wild, name) = match lower.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, lower.as_str()),
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.parse::<IpAddr>().is_ok() {
+        return Err("is an IP address; TLS server names are host names (a ClientHello to an IP \
+                    literal is always refused)"
+            .to_owned());
+    }
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err("is not a host name: write an exact name (\"portal.example.lg.jp\") or `*.` \
+                    and a suffix (\"*.example.com\"); labels are letters, digits and hyphens"
+            .to_owned());
+    }
+    if wild && !name.contains('.') {
+        return Err(format!(
+            "would allow every name under the top-level domain {name:?}; name a longer suffix"
+        ));
+    }
+    Ok(if wild { SniPattern::Suffix(name.to_owned()) } else { SniPattern::Exact(name.to_owned()) })
 }
 
 /// The most addresses an exception's `from` or `to` may hold.

@@ -139,6 +139,67 @@ impl Default for FlowSettings {
     }
 }
 
+/// Application inspection (`[inspect]`): how deep each direction of an inspected flow is
+/// checked, how many flows may be inspected at once, and the DNS tunnelling threshold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InspectSettings {
+    /// Bytes of each direction checked before the verdict is kept (`depth`).
+    pub depth: usize,
+    /// Flows whose inspection is in progress at once, at most (`max_flows`).
+    pub max_flows: usize,
+    /// Suspicious DNS messages (long random labels, TXT/NULL queries) a flow may carry
+    /// before it is cut (`dns_tunnel_threshold`).
+    pub dns_tunnel_threshold: u8,
+    /// An inspection idle this long is forgotten (and its flow cut at its next packet)
+    /// (`idle_timeout_s`).
+    pub idle_timeout_s: u64,
+}
+
+impl Default for InspectSettings {
+    /// The defaults documented in docs/configuration.md.
+    fn default() -> Self {
+        InspectSettings { depth: 8192, max_flows: 4096, dns_tunnel_threshold: 8, idle_timeout_s: 3600 }
+    }
+}
+
+/// Monitoring of traffic from internet zones (`[monitor]`): thresholds within one window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MonitorSettings {
+    /// Whether detection runs at all (`enabled`, default true).
+    pub enabled: bool,
+    /// The measuring window, seconds (`window_s`).
+    pub window_s: u64,
+    /// Distinct destination ports one source may try within a window (`scan_ports`).
+    pub scan_ports: u32,
+    /// Distinct destination hosts one source may try within a window (`scan_hosts`).
+    pub scan_hosts: u32,
+    /// Handshakes opened toward one destination and not completed within a window
+    /// (`syn_half_open`).
+    pub syn_half_open: u32,
+    /// ICMP messages toward one destination within a window (`icmp_flood`).
+    pub icmp_flood: u32,
+    /// Sources and destinations tracked at once, at most (`tracked`).
+    pub tracked: usize,
+    /// Seconds a detected scanner's new connections are refused (`block_ttl_s`; 0: never).
+    pub block_ttl_s: u64,
+}
+
+impl Default for MonitorSettings {
+    /// The defaults documented in docs/configuration.md.
+    fn default() -> Self {
+        MonitorSettings {
+            enabled: true,
+            window_s: 10,
+            scan_ports: 64,
+            scan_hosts: 64,
+            syn_half_open: 512,
+            icmp_flood: 1000,
+            tracked: 4096,
+            block_ttl_s: 0,
+        }
+    }
+}
+
 /// The kind of a zone: which layer of 三層分離 it is.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ZoneKind {
@@ -427,6 +488,54 @@ pub struct Service {
     pub ports: Vec<PortRange>,
     /// The application protocol expected on it.
     pub app: App,
+    /// For `app = "tls"`: the server names (SNI) a ClientHello may ask for
+    /// (`sni_allow`); empty: any (or none).
+    pub sni_allow: Vec<SniPattern>,
+    /// For `app = "http"`: whether a `CONNECT` request (an opaque tunnel) may pass
+    /// (`allow_connect`, default false).
+    pub allow_connect: bool,
+}
+
+/// One entry of a service's `sni_allow`: an exact name, or `*.suffix` for every name
+/// that ends in `.suffix`. Stored in lower case.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SniPattern {
+    /// Exactly this name.
+    Exact(String),
+    /// Any name ending in `.` + this suffix (one label or more before it).
+    Suffix(String),
+}
+
+impl SniPattern {
+    /// Whether `name` (any case, no trailing dot) matches.
+    pub fn matches(&self, name: &[u8]) -> bool {
+        match self {
+            SniPattern::Exact(e) => name.eq_ignore_ascii_case(e.as_bytes()),
+            SniPattern::Suffix(s) => {
+                let s = s.as_bytes();
+                name.len() > s.len() + 1
+                    && name[name.len() - s.len() - 1] == b'.'
+                    && name[name.len() - s.len()..].eq_ignore_ascii_case(s)
+            }
+        }
+    }
+}
+
+impl fmt::Display for SniPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SniPattern::Exact(e) => f.write_str(e),
+            SniPattern::Suffix(s) => write!(f, "*.{s}"),
+        }
+    }
+}
+
+impl Service {
+    /// Whether a TLS server name passes the service's `sni_allow` (true when the list is
+    /// empty).
+    pub fn sni_allowed(&self, name: &[u8]) -> bool {
+        self.sni_allow.is_empty() || self.sni_allow.iter().any(|p| p.matches(name))
+    }
 }
 
 impl Service {
@@ -483,12 +592,20 @@ pub enum Method {
     ScreenTransfer,
     /// Web isolation (Web分離).
     WebIsolation,
+    /// α' local breakout (ローカルブレイクアウト): LGWAN terminals to listed internet
+    /// services, by TLS server name only.
+    LocalBreakout,
 }
 
 impl Method {
     /// Every method, in the order error messages list them.
-    pub const ALL: [Method; 4] =
-        [Method::MailText, Method::FileSanitize, Method::ScreenTransfer, Method::WebIsolation];
+    pub const ALL: [Method; 5] = [
+        Method::MailText,
+        Method::FileSanitize,
+        Method::ScreenTransfer,
+        Method::WebIsolation,
+        Method::LocalBreakout,
+    ];
 
     /// The configuration spelling (`"mail-text"`, ...).
     pub fn as_str(self) -> &'static str {
@@ -497,6 +614,7 @@ impl Method {
             Method::FileSanitize => "file-sanitize",
             Method::ScreenTransfer => "screen-transfer",
             Method::WebIsolation => "web-isolation",
+            Method::LocalBreakout => "local-breakout",
         }
     }
 }

@@ -138,6 +138,30 @@ pub(crate) struct RawFlow {
     pub icmp_timeout_s: Option<Int>,
 }
 
+/// `[inspect]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInspect {
+    pub depth: Option<Int>,
+    pub max_flows: Option<Int>,
+    pub dns_tunnel_threshold: Option<Int>,
+    pub idle_timeout_s: Option<Int>,
+}
+
+/// `[monitor]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMonitor {
+    pub enabled: Option<Flag>,
+    pub window_s: Option<Int>,
+    pub scan_ports: Option<Int>,
+    pub scan_hosts: Option<Int>,
+    pub syn_half_open: Option<Int>,
+    pub icmp_flood: Option<Int>,
+    pub tracked: Option<Int>,
+    pub block_ttl_s: Option<Int>,
+}
+
 /// `[link]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,6 +208,8 @@ pub(crate) struct RawService {
     pub proto: Text,
     pub ports: Option<Vec<PortEntry>>,
     pub app: Option<Text>,
+    pub sni_allow: Option<Vec<Text>>,
+    pub allow_connect: Option<Flag>,
 }
 
 /// `[[path]]`; its legs are deserialised one by one so each error names its leg.

@@ -65,11 +65,19 @@ pub enum Reason {
     /// `deny:out-of-window`: a TCP segment outside the sequence or acknowledgement
     /// window tracked for its connection.
     OutOfWindow,
+    /// `deny:not-sanitized`: on the leg of a `mail-text` path that delivers into an lgwan
+    /// zone, a message that is not text-ified (a part that is not text, an attachment, a
+    /// base64 body) or a STARTTLS that would hide it; the connection is cut before the
+    /// message completes.
+    NotSanitized,
+    /// `deny:blocked-source`: a new connection from a source that `[monitor]` detected
+    /// scanning, while its temporary block (`block_ttl_s`) lasts.
+    BlockedSource,
 }
 
 impl Reason {
     /// Every deny reason.
-    pub const ALL_DENIES: [Reason; 17] = [
+    pub const ALL_DENIES: [Reason; 19] = [
         Reason::MynumberIsolation,
         Reason::UnsanitizedCrossing,
         Reason::NoRule,
@@ -87,6 +95,8 @@ impl Reason {
         Reason::Misdirected,
         Reason::IcmpThirdParty,
         Reason::OutOfWindow,
+        Reason::NotSanitized,
+        Reason::BlockedSource,
     ];
 
     /// Whether the reason lets the traffic pass.
@@ -105,7 +115,7 @@ impl Reason {
 
     /// Every reason code, allows first, in the order of [`Reason::index`]. For paths,
     /// exceptions and rules only the prefix (`"allow:path"`).
-    pub const CODES: [&'static str; 23] = [
+    pub const CODES: [&'static str; 25] = [
         "allow:intra-zone",
         "allow:path",
         "allow:exception",
@@ -129,6 +139,8 @@ impl Reason {
         "deny:misdirected",
         "deny:icmp-third-party",
         "deny:out-of-window",
+        "deny:not-sanitized",
+        "deny:blocked-source",
     ];
 
     /// The position of this reason's code in [`Reason::CODES`] (a counter index).
@@ -158,6 +170,8 @@ impl Reason {
             Reason::Misdirected => 20,
             Reason::IcmpThirdParty => 21,
             Reason::OutOfWindow => 22,
+            Reason::NotSanitized => 23,
+            Reason::BlockedSource => 24,
         }
     }
 

@@ -305,6 +305,8 @@ fn reason_codes() {
             "deny:misdirected",
             "deny:icmp-third-party",
             "deny:out-of-window",
+            "deny:not-sanitized",
+            "deny:blocked-source",
         ]
     );
     for r in Reason::ALL_DENIES {

@@ -1044,3 +1044,140 @@ fn ipv4_forms_inside_ipv6_are_refused() {
     has(&e, "zone \"translated\"", &["2001::/32", "Teredo"]);
     has(&e, "rule \"r\"", &["NAT64", "names an IPv4 host"]);
 }
+
+const BREAKOUT_SERVICE: &str = r#"
+[[service]]
+name = "cloud"
+proto = "tcp"
+ports = [443]
+app = "tls"
+sni_allow = ["Portal.Example.LG.JP", "*.example.com"]
+"#;
+
+#[test]
+fn local_breakout_goes_from_lgwan_to_internet_by_server_name() {
+    loads(&format!(
+        "{BREAKOUT_SERVICE}\n[[path]]\nname = \"alpha-prime\"\nmethod = \"local-breakout\"\n  [[path.leg]]\n  \
+         from = \"zone:lgwan\"\n  to = \"203.0.113.0/24\"\n  service = \"cloud\"\n"
+    ));
+    let text = format!(
+        "{BASE}\n{BREAKOUT_SERVICE}\n[[path]]\nname = \"a\"\nmethod = \"local-breakout\"\n  [[path.leg]]\n  \
+         from = \"zone:lgwan\"\n  to = \"zone:internet\"\n  service = \"cloud\"\n"
+    );
+    let p = load_str(&text, "t.toml").unwrap();
+    let svc = p.services().iter().find(|s| s.name == "cloud").unwrap();
+    assert!(svc.sni_allowed(b"portal.example.lg.jp") && svc.sni_allowed(b"PORTAL.example.lg.jp"));
+    assert!(svc.sni_allowed(b"a.example.com") && svc.sni_allowed(b"b.a.example.com"));
+    assert!(!svc.sni_allowed(b"example.com") && !svc.sni_allowed(b"evil-example.com"));
+    assert!(!svc.sni_allowed(b"portal.example.lg.jp.evil.net"));
+    assert_eq!(p.leg_index(sekisho_policy::PathId(0), 1), Some(0));
+    assert_eq!(p.leg_index(sekisho_policy::PathId(0), 2), None);
+
+    // Without an allow list, for another app, the wrong way round, or touching mynumber.
+    let e = errors(
+        "[[path]]\nname = \"no-list\"\nmethod = \"local-breakout\"\n  [[path.leg]]\n  from = \"zone:lgwan\"\n  \
+         to = \"zone:internet\"\n  service = \"https\"\n",
+    );
+    has(&e, "path \"no-list\" leg 1", &["app = \"tls\" and an `sni_allow` list", "no sni_allow"]);
+    assert!(e.has(sekisho_policy::ErrorCode::BreakoutService));
+    let e = errors(
+        "[[path]]\nname = \"smtp\"\nmethod = \"local-breakout\"\n  [[path.leg]]\n  from = \"zone:lgwan\"\n  \
+         to = \"zone:internet\"\n  service = \"smtp\"\n",
+    );
+    has(&e, "path \"smtp\" leg 1", &["service \"smtp\" has app \"smtp\""]);
+    let e = errors(&format!(
+        "{BREAKOUT_SERVICE}\n[[path]]\nname = \"back\"\nmethod = \"local-breakout\"\n  [[path.leg]]\n  \
+         from = \"zone:internet\"\n  to = \"198.18.20.5\"\n  service = \"cloud\"\n"
+    ));
+    has(&e, "path \"back\" leg 1", &["`from` must lie only in lgwan zones"]);
+    assert!(e.has(sekisho_policy::ErrorCode::BreakoutZones));
+    let e = errors(&format!(
+        "{BREAKOUT_SERVICE}\n[[path]]\nname = \"sz\"\nmethod = \"local-breakout\"\n  [[path.leg]]\n  \
+         from = \"zone:lgwan\"\n  to = \"198.18.40.10\"\n  service = \"cloud\"\n"
+    ));
+    has(&e, "path \"sz\" leg 1", &["`to` only in internet zones"]);
+    let e = errors(&format!(
+        "{BREAKOUT_SERVICE}\n[[path]]\nname = \"mn\"\nmethod = \"local-breakout\"\n  [[path.leg]]\n  \
+         from = \"zone:mynumber\"\n  to = \"zone:internet\"\n  service = \"cloud\"\n"
+    ));
+    assert!(e.has(sekisho_policy::ErrorCode::MynumberIsolation), "{e}");
+    // Any other method still may not cross lgwan -> internet directly.
+    let e = errors(&format!(
+        "{BREAKOUT_SERVICE}\n[[path]]\nname = \"web\"\nmethod = \"web-isolation\"\n  [[path.leg]]\n  \
+         from = \"zone:lgwan\"\n  to = \"zone:internet\"\n  service = \"cloud\"\n"
+    ));
+    has(&e, "path \"web\" leg 1", &["local-breakout"]);
+}
+
+#[test]
+fn sni_allow_and_allow_connect_are_checked() {
+    let svc = |extra: &str| format!("[[service]]\nname = \"s\"\nproto = \"tcp\"\nports = [443]\n{extra}\n");
+    let e = errors(&svc("app = \"tls\"\nsni_allow = []"));
+    has(&e, "service \"s\"", &["`sni_allow` is empty"]);
+    let e = errors(&svc("app = \"smtp\"\nsni_allow = [\"a.example\"]"));
+    has(&e, "service \"s\"", &["only applies to app \"tls\""]);
+    for (bad, why) in [
+        ("192.0.2.1", "is an IP address"),
+        ("2001:db8::1", "is an IP address"),
+        ("*.com", "top-level domain"),
+        ("a..example", "is not a host name"),
+        ("-a.example", "is not a host name"),
+        ("a_b.example", "is not a host name"),
+        ("*", "is not a host name"),
+    ] {
+        let e = errors(&svc(&format!("app = \"tls\"\nsni_allow = [\"{bad}\"]")));
+        has(&e, "service \"s\"", &[why]);
+        assert!(e.has(sekisho_policy::ErrorCode::ServiceSni));
+    }
+    let e = errors(&svc("app = \"tls\"\nsni_allow = [\"a.example\", \"A.example\"]"));
+    has(&e, "service \"s\"", &["listed twice"]);
+    let e = errors(&svc("app = \"tls\"\nallow_connect = true"));
+    has(&e, "service \"s\"", &["`allow_connect` only applies to app \"http\""]);
+    assert!(e.has(sekisho_policy::ErrorCode::ServiceConnect));
+    loads(&svc("app = \"http\"\nallow_connect = true"));
+}
+
+#[test]
+fn inspect_and_monitor_settings() {
+    let text = format!(
+        "[inspect]\ndepth = 16384\nmax_flows = 100\ndns_tunnel_threshold = 3\nidle_timeout_s = 60\n\
+         [monitor]\nenabled = false\nwindow_s = 5\nscan_ports = 10\nscan_hosts = 20\nsyn_half_open = 30\n\
+         icmp_flood = 40\ntracked = 64\nblock_ttl_s = 600\n{BASE}"
+    );
+    let p = load_str(&text, "t.toml").unwrap();
+    assert_eq!(
+        (
+            p.inspect().depth,
+            p.inspect().max_flows,
+            p.inspect().dns_tunnel_threshold,
+            p.inspect().idle_timeout_s
+        ),
+        (16384, 100, 3, 60)
+    );
+    let m = p.monitor();
+    assert_eq!(
+        (
+            m.enabled,
+            m.window_s,
+            m.scan_ports,
+            m.scan_hosts,
+            m.syn_half_open,
+            m.icmp_flood,
+            m.tracked,
+            m.block_ttl_s
+        ),
+        (false, 5, 10, 20, 30, 40, 64, 600)
+    );
+    let p = load_str(BASE, "t.toml").unwrap();
+    assert_eq!(p.inspect(), &sekisho_policy::InspectSettings::default());
+    assert_eq!(p.monitor().block_ttl_s, 0, "the temporary block is off by default");
+    let e = errors_with_prefix("[inspect]\ndepth = 1024\ndns_tunnel_threshold = 40\n", "");
+    has(&e, "[inspect]", &["depth = 1024 is out of range", "between 4096 and 65536"]);
+    has(&e, "[inspect]", &["dns_tunnel_threshold = 40 is out of range"]);
+    assert!(e.has(sekisho_policy::ErrorCode::InspectRange));
+    let e = errors_with_prefix("[monitor]\nscan_ports = 1\ntracked = 0\nbogus = 1\n", "");
+    has(&e, "[monitor]", &["scan_ports = 1 is out of range"]);
+    has(&e, "[monitor]", &["tracked = 0 is out of range"]);
+    has(&e, "[monitor]", &["unknown key `bogus`"]);
+    assert!(e.has(sekisho_policy::ErrorCode::MonitorRange));
+}

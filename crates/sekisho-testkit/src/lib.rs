@@ -2,8 +2,9 @@
 //! writer so that replay tests generate their own captures.
 //!
 //! Every builder returns a complete Ethernet frame (synthetic MAC addresses) with valid
-//! IPv4 header checksums; transport checksums are left zero (the engine does not verify
-//! them, as offloads make them unreliable on the wire).
+//! IPv4 header checksums and, for unfragmented TCP and UDP, valid transport checksums (the
+//! engine verifies those of the segments it inspects); [`corrupt_transport_checksum`]
+//! breaks one on purpose.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -72,8 +73,56 @@ impl Default for V4Opts {
     }
 }
 
-/// An IPv4 packet (no link header).
+/// Fills in the TCP or UDP checksum of `segment` (a whole, unfragmented transport
+/// segment from `src` to `dst`); other protocols and short segments are left alone.
+fn fill_transport_checksum(src: IpAddr, dst: IpAddr, protocol: u8, segment: &mut [u8]) {
+    let at = match protocol {
+        6 if segment.len() >= 20 => 16,
+        17 if segment.len() >= 8 => 6,
+        _ => return,
+    };
+    segment[at..at + 2].copy_from_slice(&[0, 0]);
+    let mut pseudo = Vec::with_capacity(40 + segment.len());
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            pseudo.extend_from_slice(&s.octets());
+            pseudo.extend_from_slice(&d.octets());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            pseudo.extend_from_slice(&s.octets());
+            pseudo.extend_from_slice(&d.octets());
+        }
+        _ => return,
+    }
+    pseudo.extend_from_slice(&(segment.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, protocol]);
+    pseudo.extend_from_slice(segment);
+    let mut c = checksum(&pseudo);
+    if protocol == 17 && c == 0 {
+        c = 0xffff;
+    }
+    segment[at..at + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The frame with its TCP or UDP checksum made wrong (an Ethernet frame built here,
+/// untagged, IPv4 without options or IPv6 without extension headers).
+pub fn corrupt_transport_checksum(frame: &[u8]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    let (l4, protocol) = match f[12..14] {
+        [0x08, 0x00] => (14 + 20, f[14 + 9]),
+        _ => (14 + 40, f[14 + 6]),
+    };
+    let at = l4 + if protocol == 6 { 16 } else { 6 };
+    f[at] ^= 0x5a;
+    f
+}
+
+/// An IPv4 packet (no link header); an unfragmented TCP or UDP payload gets its checksum.
 pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, opts: V4Opts, payload: &[u8]) -> Vec<u8> {
+    let mut payload = payload.to_vec();
+    if opts.frag_offset == 0 && !opts.more_fragments {
+        fill_transport_checksum(IpAddr::V4(src), IpAddr::V4(dst), protocol, &mut payload);
+    }
     let total = 20 + payload.len();
     let frag = (opts.frag_offset & 0x1fff) | if opts.more_fragments { 0x2000 } else { 0 };
     let mut h = vec![0x45, 0];
@@ -85,12 +134,16 @@ pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, opts: V4Opts, payload: &
     h.extend_from_slice(&dst.octets());
     let c = checksum(&h);
     h[10..12].copy_from_slice(&c.to_be_bytes());
-    h.extend_from_slice(payload);
+    h.extend_from_slice(&payload);
     h
 }
 
-/// An IPv6 packet (no link header); `next_header` names the first header of `payload`.
+/// An IPv6 packet (no link header); `next_header` names the first header of `payload`. A
+/// TCP or UDP payload right after the fixed header gets its checksum.
 pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, hop_limit: u8, payload: &[u8]) -> Vec<u8> {
+    let mut payload = payload.to_vec();
+    fill_transport_checksum(IpAddr::V6(src), IpAddr::V6(dst), next_header, &mut payload);
+    let payload = &payload[..];
     let mut h = vec![0x60, 0, 0, 0];
     h.extend_from_slice(&(payload.len() as u16).to_be_bytes());
     h.extend_from_slice(&[next_header, hop_limit]);
@@ -234,6 +287,16 @@ impl TcpConn {
         Self::frame(&self.server, &self.client, flags, seq, ack, payload)
     }
 
+    /// The client's address and port.
+    pub fn client_addr(&self) -> (String, u16) {
+        self.client.clone()
+    }
+
+    /// The server's address and port.
+    pub fn server_addr(&self) -> (String, u16) {
+        self.server.clone()
+    }
+
     /// The client's next sequence number (what the server acknowledges).
     pub fn client_next(&self) -> u32 {
         self.client_next
@@ -258,6 +321,32 @@ pub fn udp_datagram(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     d.extend_from_slice(&[0, 0]);
     d.extend_from_slice(payload);
     d
+}
+
+/// A DNS query (RFC 1035) with identifier `id` for `name` (dot-separated labels), of
+/// type `qtype`, class IN.
+pub fn dns_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut m = id.to_be_bytes().to_vec();
+    m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.push(0);
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&[0, 1]);
+    m
+}
+
+/// The answer to `query` (from [`dns_query`]): one A record, 192.0.2.1, its owner name
+/// compressed.
+pub fn dns_answer(query: &[u8]) -> Vec<u8> {
+    let mut r = query.to_vec();
+    r[2] = 0x81;
+    r[3] = 0x80;
+    r[7] = 1;
+    r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+    r
 }
 
 /// A TCP frame from `src:sport` to `dst:dport`.

@@ -14,10 +14,12 @@
 //!   fragments at offset 1, fragments reaching past 65535 bytes, IPv6 routing header type 0
 //!   (RFC 5095), hop-by-hop options anywhere but first, jumbograms.
 //!
-//! Checksums (IPv4, TCP, UDP, ICMP) are deliberately **not** verified: checksum offload
+//! Checksums (IPv4, TCP, UDP, ICMP) are **not** verified while parsing: checksum offload
 //! makes them unreliable on a capture interface, and the routers and hosts on either side
-//! drop packets whose checksums are wrong. IPv4 options are walked only to refuse source
-//! routing (loose or strict) and malformed option lengths.
+//! drop packets whose checksums are wrong. The engine verifies the transport checksum of
+//! the segments whose bytes it inspects ([`transport_checksum_ok`]): a segment the
+//! receiver would drop must not be the one that is inspected. IPv4 options are walked only
+//! to refuse source routing (loose or strict) and malformed option lengths.
 //!
 //! The parser reads the bytes itself rather than through `pnet_packet`'s views: those
 //! could not return payloads borrowed from the input (`&'a [u8]`), hide the TCP NS/AE
@@ -215,6 +217,8 @@ pub struct Tcp<'a> {
     pub wscale: Option<u8>,
     /// Segment data after the header and options, up to the IP length.
     pub payload: &'a [u8],
+    /// The whole segment as on the wire (header, options and data), for the checksum.
+    pub segment: &'a [u8],
 }
 
 /// TCP flags (the low 9 bits of header bytes 12–13).
@@ -280,6 +284,8 @@ pub struct Udp<'a> {
     pub dport: u16,
     /// Datagram data per the UDP length (for a first fragment: what this fragment holds).
     pub payload: &'a [u8],
+    /// The datagram as on the wire (header and data, per the UDP length), for the checksum.
+    pub datagram: &'a [u8],
 }
 
 /// ICMP or ICMPv6 header summary.
@@ -815,6 +821,7 @@ fn transport(
                 window: be16(h[14], h[15]),
                 wscale,
                 payload,
+                segment: data,
             };
             (L4::Tcp(tcp), tunnel)
         }
@@ -837,13 +844,58 @@ fn transport(
             if first_fragment && payload.len() < 8 {
                 return Err(ParseError::TinyFirstFragment);
             }
-            let udp = Udp { sport: be16(h[0], h[1]), dport: be16(h[2], h[3]), payload };
+            let datagram = data.get(..end).ok_or(ParseError::TruncatedUdpHeader)?;
+            let udp = Udp { sport: be16(h[0], h[1]), dport: be16(h[2], h[3]), payload, datagram };
             (L4::Udp(udp), udp_tunnel(&udp))
         }
         PROTO_ICMP if !v6 => (L4::Icmp(parse_icmp(data, false, first_fragment)?), tunnel),
         PROTO_ICMPV6 if v6 => (L4::Icmp(parse_icmp(data, true, first_fragment)?), tunnel),
         _ => (L4::Other, tunnel),
     })
+}
+
+/// The ones'-complement sum of `bytes` (odd lengths padded with a zero byte), folded to
+/// 16 bits, added to `sum`.
+fn ones_complement_sum(mut sum: u64, bytes: &[u8]) -> u64 {
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        // Add the two 32-bit halves: no carry is lost in 64 bits for any packet length.
+        sum += (w >> 32) + (w & 0xffff_ffff);
+    }
+    let rest = chunks.remainder();
+    let mut pairs = rest.chunks(2);
+    for p in &mut pairs {
+        sum += u64::from(be16(p[0], p.get(1).copied().unwrap_or(0)));
+    }
+    sum
+}
+
+fn fold(mut sum: u64) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// Whether the TCP or UDP checksum of `segment` (the transport header and data, as
+/// [`Tcp::segment`] and [`Udp::datagram`] give them) is right for a packet from `src` to
+/// `dst` of IP protocol `protocol` (6 or 17): the receiver accepts it. A UDP datagram over
+/// IPv4 with checksum 0 carries none and is accepted; over IPv6 it is not (RFC 8200).
+/// Only for whole segments: a fragment's checksum covers data this packet does not hold.
+pub fn transport_checksum_ok(src: IpAddr, dst: IpAddr, protocol: u8, segment: &[u8]) -> bool {
+    if protocol == PROTO_UDP && segment.get(6..8) == Some(&[0, 0]) {
+        return src.is_ipv4();
+    }
+    let len = segment.len() as u64;
+    let mut sum = u64::from(protocol) + (len & 0xffff) + (len >> 16);
+    for a in [src, dst] {
+        sum = match a {
+            IpAddr::V4(a) => ones_complement_sum(sum, &a.octets()),
+            IpAddr::V6(a) => ones_complement_sum(sum, &a.octets()),
+        };
+    }
+    fold(ones_complement_sum(sum, segment)) == 0xffff
 }
 
 /// The window-scale option (kind 3, length 3) among TCP `options`, clamped to 14 as RFC

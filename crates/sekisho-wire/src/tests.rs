@@ -680,3 +680,70 @@ proptest! {
         prop_assert_eq!((u.sport, u.dport, u.payload), (sport, dport, &payload[..]));
     }
 }
+
+/// The RFC 1071 checksum, the slow way: the reference for [`transport_checksum_ok`].
+fn reference_checksum(src: IpAddr, dst: IpAddr, protocol: u8, segment: &[u8]) -> u16 {
+    let mut bytes = Vec::new();
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            bytes.extend(s.octets());
+            bytes.extend(d.octets());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            bytes.extend(s.octets());
+            bytes.extend(d.octets());
+        }
+        _ => unreachable!(),
+    }
+    bytes.extend((segment.len() as u32).to_be_bytes());
+    bytes.extend([0, 0, 0, protocol]);
+    bytes.extend(segment);
+    let mut sum: u32 =
+        bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn with_checksum(src: IpAddr, dst: IpAddr, protocol: u8, mut segment: Vec<u8>) -> Vec<u8> {
+    let at = if protocol == PROTO_TCP { 16 } else { 6 };
+    segment[at..at + 2].copy_from_slice(&[0, 0]);
+    let c = reference_checksum(src, dst, protocol, &segment);
+    segment[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    segment
+}
+
+proptest! {
+    #[test]
+    fn transport_checksums_agree_with_rfc_1071(data in vec(any::<u8>(), 20..3000), v6 in any::<bool>(), tcp in any::<bool>(), flip in any::<usize>()) {
+        let (src, dst) = if v6 { (IpAddr::V6(SRC6), IpAddr::V6(DST6)) } else { (IpAddr::V4(SRC4), IpAddr::V4(DST4)) };
+        let protocol = if tcp { PROTO_TCP } else { PROTO_UDP };
+        let seg = with_checksum(src, dst, protocol, data);
+        if !(protocol == PROTO_UDP && seg[6..8] == [0, 0]) {
+            prop_assert!(transport_checksum_ok(src, dst, protocol, &seg));
+            let mut bad = seg.clone();
+            let i = flip % bad.len();
+            bad[i] ^= 0x01;
+            prop_assert!(!transport_checksum_ok(src, dst, protocol, &bad));
+            prop_assert!(!transport_checksum_ok(dst, src, protocol ^ 1, &seg) || protocol == PROTO_UDP);
+        }
+    }
+}
+
+#[test]
+fn udp_without_a_checksum_passes_over_ipv4_only() {
+    let seg = [0x13, 0x88, 0, 53, 0, 9, 0, 0, 0x41];
+    assert!(transport_checksum_ok(IpAddr::V4(SRC4), IpAddr::V4(DST4), PROTO_UDP, &seg));
+    assert!(!transport_checksum_ok(IpAddr::V6(SRC6), IpAddr::V6(DST6), PROTO_UDP, &seg));
+    let f = eth(
+        &[],
+        0x0800,
+        &ipv4(PROTO_TCP, &with_checksum(IpAddr::V4(SRC4), IpAddr::V4(DST4), PROTO_TCP, vec![0x50; 40])),
+    );
+    let Ok(Parsed { l3: L3::Ip(Ip { l4: L4::Tcp(t), src, dst, .. }), .. }) = parse_ethernet(&f) else {
+        panic!()
+    };
+    assert_eq!(t.segment.len(), 40);
+    assert!(transport_checksum_ok(src, dst, PROTO_TCP, t.segment));
+}

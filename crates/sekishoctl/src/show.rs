@@ -190,12 +190,40 @@ pub(crate) fn stats(s: &Stats) -> String {
         o += "\nlive flows by path leg\n";
         o += &table(&["PATH", "LEG", "FLOWS", "PACKETS", "BYTES"], &rows);
     }
+    let counted: Vec<&sekisho_control::LegCounters> = s.leg_counters.iter().filter(|l| l.flows > 0).collect();
+    if !counted.is_empty() {
+        let rows: Vec<Vec<String>> = counted
+            .iter()
+            .map(|l| {
+                let apps: Vec<String> = l.apps.iter().map(|(a, n)| format!("{a}:{n}")).collect();
+                vec![
+                    l.path.clone(),
+                    l.leg.to_string(),
+                    l.flows.to_string(),
+                    l.bytes.to_string(),
+                    l.mismatches.to_string(),
+                    l.not_sanitized.to_string(),
+                    if apps.is_empty() { "-".into() } else { apps.join(",") },
+                ]
+            })
+            .collect();
+        o += "\npath legs since the policy was loaded\n";
+        o += &table(&["PATH", "LEG", "FLOWS", "BYTES", "MISMATCH", "NOT-SANITIZED", "APPS"], &rows);
+    }
     let f = &s.flows;
     let _ = writeln!(
         o,
         "\nflow table  {} of {} (inserted {}, evicted {}, expired {}, refused {})",
         f.active, f.capacity, f.inserted, f.evicted, f.expired, f.refused
     );
+    let i = &s.inspection;
+    let _ = writeln!(
+        o,
+        "inspection  {} of {} (identified {}, mismatches {}, not sanitized {}, table full {}, lost {})",
+        i.active, i.capacity, i.identified, i.mismatches, i.not_sanitized, i.table_full, i.lost
+    );
+    let m = &s.monitor;
+    let _ = writeln!(o, "monitor     {} detections, {} lost, {} blocked", m.detections, m.lost, m.blocked);
     let _ = writeln!(o, "events      {} recorded, {} lost", s.events.recorded, s.events.lost);
     let a = &s.alerts;
     let _ = writeln!(

@@ -365,6 +365,7 @@ expires = "{expires}"
                 sport: 40000,
                 dport: 443,
             }),
+            finding: None,
             generation: 1,
         };
         let now = Now { mono: 1, wall: crate::wall_clock() };

@@ -18,7 +18,7 @@ use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::{DataLink, TsResolution};
-use sekisho_engine::{Action, Engine, Ingress, Now, Side, Verdict};
+use sekisho_engine::{Action, Engine, Finding, FindingKind, FrameMeta, Ingress, Now, Side, Verdict};
 use sekisho_policy::{Connection, ExceptionId, Mode, Policy, PortId, Reason, Timestamp};
 use serde_json::json;
 
@@ -42,6 +42,11 @@ pub(crate) struct Args {
     /// at its own capture time.
     #[arg(long)]
     at: Option<String>,
+    /// The capture was taken on a host whose checksum offload left TCP/UDP checksums
+    /// unfinished (tcpdump on the sending host shows them "incorrect"): do not verify them
+    /// (as the data plane does for frames the sending kernel completes).
+    #[arg(long)]
+    checksums_offloaded: bool,
     /// List at most this many connections; packets of further connections are still
     /// judged and counted in the totals, and the report says how many were not listed.
     #[arg(long, default_value_t = 100_000, value_name = "N")]
@@ -61,7 +66,7 @@ struct PacketTime {
 
 /// One call into the engine.
 enum Call<'f> {
-    Process(Ingress, &'f [u8]),
+    Process(Ingress, &'f [u8], FrameMeta),
     Sweep,
 }
 
@@ -69,8 +74,8 @@ enum Call<'f> {
 /// engine's coming `Now { mono, wall }` argument is a one-line change.
 fn call_engine(engine: &Engine, t: PacketTime, call: Call<'_>) -> Option<Verdict> {
     match call {
-        Call::Process(ingress, frame) => {
-            Some(engine.process(Now { mono: t.mono, wall: t.wall }, ingress, frame))
+        Call::Process(ingress, frame, meta) => {
+            Some(engine.process_meta(Now { mono: t.mono, wall: t.wall }, ingress, frame, meta))
         }
         Call::Sweep => {
             engine.sweep(t.mono);
@@ -253,6 +258,8 @@ struct FlowRecord {
     lapsed: Option<ExceptionId>,
     first_seen: Timestamp,
     last_seen: Timestamp,
+    /// What application inspection concluded: a cut, or else the identification.
+    finding: Option<Finding>,
 }
 
 impl FlowRecord {
@@ -294,6 +301,7 @@ struct Replay {
     /// Packets of connections beyond `max_flows`, by reason.
     omitted: HashMap<Reason, u64>,
     scratch: Vec<u8>,
+    meta: FrameMeta,
 }
 
 const SWEEP_EVERY_NS: u64 = 10_000_000_000;
@@ -421,7 +429,9 @@ impl Replay {
         // the one reported.
         let mut verdict: Option<Verdict> = None;
         for ingress in path.into_iter().flatten() {
-            let Some(v) = call_engine(&self.engine, t, Call::Process(ingress, frame)) else { continue };
+            let Some(v) = call_engine(&self.engine, t, Call::Process(ingress, frame, self.meta)) else {
+                continue;
+            };
             let refused = !v.reason.allowed();
             if verdict.is_none() || refused {
                 verdict = Some(v);
@@ -469,6 +479,7 @@ impl Replay {
                     lapsed: None,
                     first_seen: wall,
                     last_seen: wall,
+                    finding: None,
                 });
                 i
             }
@@ -476,6 +487,12 @@ impl Replay {
         let Some(f) = self.flows.get_mut(i) else { return };
         f.packets += 1;
         f.last_seen = wall;
+        if let Some(found) = v.finding {
+            // A cut says more than an identification; the first cut stays.
+            if f.finding.is_none_or(|old| old.kind == FindingKind::Identified) {
+                f.finding = Some(found);
+            }
+        }
         f.monitored += u64::from(v.monitored);
         if !v.reason.allowed() && f.drop_reason.is_none() {
             f.drop_reason = Some(v.reason);
@@ -567,6 +584,25 @@ impl Replay {
             }
         }
         Ok(())
+    }
+}
+
+fn finding_kind(k: FindingKind) -> &'static str {
+    match k {
+        FindingKind::Identified => "identified",
+        FindingKind::Mismatch => "mismatch",
+        FindingKind::NotSanitized => "not-sanitized",
+    }
+}
+
+/// What inspection said, in words: `identified tls`, `seen http, expected smtp: ...`.
+fn finding_text(f: &Finding) -> String {
+    match f.kind {
+        FindingKind::Identified => format!("identified {}", f.seen.as_str()),
+        FindingKind::Mismatch => {
+            format!("seen {}, expected {}: {}", f.seen.as_str(), f.expected.as_str(), f.detail)
+        }
+        FindingKind::NotSanitized => format!("not sanitised: {}", f.detail),
     }
 }
 
@@ -694,6 +730,12 @@ fn flow_json(policy: &Policy, f: &FlowRecord) -> serde_json::Value {
         "dst_zone": d.dst_zone,
         "decided_by": d.decided_by_json,
         "lapsed_exception": d.lapsed.map(|l| l.1),
+        "inspection": f.finding.map(|x| json!({
+            "result": finding_kind(x.kind),
+            "expected": x.expected.as_str(),
+            "seen": x.seen.as_str(),
+            "detail": x.detail,
+        })),
         "first_seen": f.first_seen.to_jst(),
         "last_seen": f.last_seen.to_jst(),
     })
@@ -739,6 +781,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
         max_flows: args.max_flows,
         omitted: HashMap::new(),
         scratch: Vec::with_capacity(65_536 + 64),
+        meta: FrameMeta { checksum_partial: args.checksums_offloaded },
     };
     let files: Vec<FileReport> = args.pcaps.iter().map(|p| replay.file(p)).collect();
     let loaded = replay.engine.loaded();
@@ -871,6 +914,9 @@ fn print_connections(
         let mut what = d.decided_by;
         if let Some((l, _)) = d.lapsed {
             what = if what.is_empty() { l } else { format!("{l}; {what}") };
+        }
+        if let Some(found) = &f.finding {
+            what = format!("{what}; {}", finding_text(found));
         }
         [
             proto_name(f.proto),

@@ -320,7 +320,7 @@ fn juki_across_expiry() -> Vec<(u64, Vec<u8>)> {
         (t + SEC / 2, conn.client(ACK, b"")),
         (t + SEC, conn.server(ACK | PSH, b"SSH-2.0-OpenSSH_9.6\r\n")),
         // 2027-04-01T00:00:00.5+09:00: the exception has expired
-        (t + 5 * SEC / 2, conn.client(ACK | PSH, b"more data")),
+        (t + 5 * SEC / 2, conn.client(ACK | PSH, b"SSH-2.0-batch\r\n")),
         (t + 3 * SEC, tcp(c, 40001, s, 22, SYN, b"")),
     ]
 }

@@ -23,18 +23,33 @@ pub fn inside(e: &Engine, name: &str) -> Ingress {
     Ingress { port: PortId(port as u16), side: Side::Inside }
 }
 
-/// Opens 203.0.113.7:41000 → 198.18.40.10:25 (mail path leg 1, SMTP greeting checked)
-/// and returns where its client's frames arrive and a 64-byte data segment of it.
+/// Opens 203.0.113.7:41000 → 198.18.40.10:25 (mail path leg 1) and takes it through its
+/// SMTP dialogue until the message data, so that its inspection is done and its state
+/// freed; returns where its client's frames arrive and a 64-byte data segment of it.
 pub fn established_mail_flow(e: &Engine) -> (Ingress, Vec<u8>) {
     let at = inside(e, "internet-uplink");
     let back = Ingress { side: Side::Outside, ..at };
     let mut c = TcpConn::new(("203.0.113.7", 41000), ("198.18.40.10", 25));
-    for (side, frame) in [(at, c.syn()), (back, c.syn_ack()), (at, c.client(ACK, b""))] {
+    let mut frames = vec![(at, c.syn()), (back, c.syn_ack()), (at, c.client(ACK, b""))];
+    frames.push((back, c.server(ACK | PSH, b"220 relay ESMTP\r\n")));
+    frames.push((
+        at,
+        c.client(ACK | PSH, b"EHLO sender\r\nMAIL FROM:<a@sender>\r\nRCPT TO:<b@lgwan>\r\nDATA\r\n"),
+    ));
+    frames.push((back, c.server(ACK | PSH, b"250 relay\r\n250 ok\r\n250 ok\r\n354 go ahead\r\n")));
+    frames.push((at, c.client(ACK, b"")));
+    for (side, frame) in frames {
         assert_eq!(e.process(NOW, side, &frame).action, Action::Forward);
     }
-    assert_eq!(e.process(NOW, back, &c.server(ACK | PSH, b"220 relay ESMTP\r\n")).action, Action::Forward);
+    assert_eq!(e.inspection_stats().active, 0, "the flow's inspection is over");
     // Sent again and again, this segment is a retransmission: always inside the window.
     let data = c.client(ACK | PSH, &[b'x'; 64]);
     assert_eq!(e.process(NOW, at, &data).action, Action::Forward);
     (at, data)
+}
+
+/// The port interfaces of the lab port named `name`: (inside, outside).
+pub fn sides(e: &Engine, name: &str) -> (Ingress, Ingress) {
+    let i = inside(e, name);
+    (i, Ingress { side: Side::Outside, ..i })
 }

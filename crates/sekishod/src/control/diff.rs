@@ -130,8 +130,9 @@ pub(crate) fn changes(old: &Policy, new: &Policy) -> Changes {
 }
 
 /// Why `new` cannot replace `old` without a restart, if it cannot: the ports'
-/// names and interfaces, the `[flow]` section, `[daemon] io` and `workers`, the control
-/// socket and `[alert]` (collectors and event file) are fixed at start.
+/// names and interfaces, the `[flow]`, `[inspect]` and `[monitor]` sections, `[daemon]
+/// io` and `workers`, the control socket and `[alert]` (collectors and event file) are
+/// fixed at start.
 pub(crate) fn restart_needed(old: &Policy, new: &Policy) -> Option<String> {
     let key = |p: &Policy| -> Vec<(String, String, String)> {
         p.ports().iter().map(|x| (x.name.clone(), x.inside.clone(), x.outside.clone())).collect()
@@ -148,6 +149,15 @@ pub(crate) fn restart_needed(old: &Policy, new: &Policy) -> Option<String> {
             "the [flow] section changed; the flow table is sized at start: restart sekishod to apply it"
                 .into(),
         );
+    }
+    for (section, changed) in
+        [("inspect", old.inspect() != new.inspect()), ("monitor", old.monitor() != new.monitor())]
+    {
+        if changed {
+            return Some(format!(
+                "the [{section}] section changed; its tables are sized at start: restart sekishod to apply it"
+            ));
+        }
     }
     if old.io() != new.io() || old.workers() != new.workers() {
         return Some(format!(

@@ -251,6 +251,7 @@ mod tests {
                 sport,
                 dport: 443,
             }),
+            finding: None,
             generation: 1,
         }
     }

@@ -8,11 +8,11 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use sekisho_control::{
-    AlertStats, ErrorBody, ErrorCode, EventStats, Flow, FlowQuery, FlowSort, FlowTableStats, LegTraffic,
-    PortStats, SideStats, Stats, ZonePairTraffic,
+    AlertStats, ErrorBody, ErrorCode, EventStats, Flow, FlowQuery, FlowSort, FlowTableStats, InspectionStats,
+    LegCounters, LegTraffic, MonitorStats, PortStats, SideStats, Stats, ZonePairTraffic,
 };
 use sekisho_dataplane::{DataPlane, IoCounters};
-use sekisho_engine::{Engine, FlowKey, FlowSnapshot, Now, Side, SideCounters};
+use sekisho_engine::{Engine, FlowKey, FlowSnapshot, Now, Seen, Side, SideCounters};
 use sekisho_policy::ipnetwork::IpNetwork;
 use sekisho_policy::{PathId, Policy, Reason, ZoneId};
 
@@ -106,7 +106,61 @@ pub(crate) fn stats(engine: &Engine, dp: &DataPlane, events: EventStats, alerts:
         },
         events,
         alerts,
+        leg_counters: leg_counters(engine),
+        inspection: inspection(engine),
+        monitor: monitor(engine),
     }
+}
+
+/// Every leg's counters since the policy in force was loaded.
+fn leg_counters(engine: &Engine) -> Vec<LegCounters> {
+    engine
+        .leg_stats()
+        .into_iter()
+        .map(|l| LegCounters {
+            method: l.method.map_or_else(String::new, |m| m.as_str().to_owned()),
+            leg: l.leg,
+            flows: l.flows,
+            packets: l.packets,
+            bytes: l.bytes,
+            mismatches: l.mismatches,
+            not_sanitized: l.not_sanitized,
+            apps: Seen::ALL
+                .iter()
+                .zip(l.identified)
+                .filter(|(_, n)| *n > 0)
+                .map(|(s, n)| (s.as_str().to_owned(), n))
+                .collect(),
+            path: l.path,
+        })
+        .collect()
+}
+
+fn inspection(engine: &Engine) -> InspectionStats {
+    let i = engine.inspection_stats();
+    InspectionStats {
+        active: i.active as u64,
+        capacity: i.capacity as u64,
+        started: i.started,
+        released: i.released,
+        table_full: i.table_full,
+        lost: i.lost,
+        busy: i.busy,
+        ahead: i.ahead,
+        window_full: i.window_full,
+        bad_checksum: i.bad_checksum,
+        fragments: i.fragments,
+        retransmission_differs: i.retransmission_differs,
+        identified: i.identified,
+        mismatches: i.mismatches,
+        not_sanitized: i.not_sanitized,
+        dns_suspicious: i.dns_suspicious,
+    }
+}
+
+fn monitor(engine: &Engine) -> MonitorStats {
+    let m = engine.monitor_stats();
+    MonitorStats { detections: m.detections, lost: m.lost, evicted: m.evicted, blocked: m.blocked }
 }
 
 /// The initiator's and responder's (address, port).
