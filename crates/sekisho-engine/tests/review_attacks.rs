@@ -514,6 +514,28 @@ fn finding_nat64_and_6to4_spellings_of_mynumber_hosts_are_internet_addresses() {
 /// Finding 10 — VLAN: `vlans` admits a *single 802.1Q* tag, but a single 802.1ad (0x88a8)
 /// or 0x9100 tag with the same VID is admitted too, and shares the 802.1Q flow key. The
 /// switch beyond the port reads an S-tag as a different (service) VLAN.
+/// Finding 6 — the application check looks at the first payload *seen*, not the first
+/// bytes of the stream: an out-of-order segment (in window, 100 bytes ahead) saying EHLO
+/// marks the flow checked, then the stream's real first bytes — HTTP here — fill the gap.
+/// The relay reassembles a stream that starts with `GET`.
+#[test]
+fn finding_an_out_of_order_segment_satisfies_the_application_check() {
+    let e = engine();
+    let mut c = TcpConn::new((NET, 41000), (RELAY, 25));
+    let r = "allow:path:mail-textify/1";
+    let there = [inside("internet"), outside("sanitization")];
+    crossing(&e, NOW, &c.syn(), &[(there[0], r), (there[1], r)]);
+    crossing(&e, NOW, &c.syn_ack(), &[(inside("sanitization"), r), (outside("internet"), r)]);
+    crossing(&e, NOW, &c.client(ACK, b""), &[(there[0], r), (there[1], r)]);
+    let start = c.client_next();
+    let http = b"GET /exfil HTTP/1.1\r\nHost: x\r\nX-Pad: .............................................................\r\n";
+    assert_eq!(http.len(), 100);
+    let ehlo = c.client_at(ACK | PSH, start.wrapping_add(100), 5001, b"EHLO client\r\n");
+    let _ = hops(&e, NOW, &ehlo, &there);
+    let stream_start = c.client_at(ACK | PSH, start, 5001, http);
+    refused_at_first(&e, NOW, &stream_start, &there, "HTTP as the first bytes of an SMTP stream");
+}
+
 #[test]
 fn finding_a_single_service_tag_is_taken_for_the_ports_802_1q_vlan() {
     let text = POLICY.replace(

@@ -1,4 +1,4 @@
-//! The lab topology (DESIGN.md section 1) in network namespaces, and its services.
+//! The lab topology (docs/ARCHITECTURE.md, "The lab") in network namespaces, and its services.
 //!
 //! ```text
 //!  <p>mn  eth0 ─ mn-in ┐            ┌ mn-out ─ r-mn ┐
@@ -35,7 +35,7 @@ const SEND_FRAME_PY: &str = include_str!("../../../deploy/lab/send_frame.py");
 /// The default namespace-name prefix.
 pub const DEFAULT_PREFIX: &str = "sk-";
 
-/// Lab addresses (DESIGN.md: documentation/benchmark ranges, inside the lab only).
+/// Lab addresses (the documentation and benchmarking ranges of RFC 5737, 2544 and 3849, inside the lab only).
 pub mod addr {
     /// mynumber: the juki batch client (the exception's `from`).
     pub const MN_BATCH: &str = "198.18.10.5";
