@@ -21,7 +21,7 @@ M = [
  ("1b icmp error of any size", "crates/sekisho-engine/src/resolve.rs", "if ip.total_len > max {", "if false && ip.total_len > max {"),
  ("1c related skips re-decision", "crates/sekisho-engine/src/resolve.rs", "    let reason = decide::current(cx, entry, &key, entry.inspect_state());\n    if reason.allowed() {\n        Reason::Related", "    let reason = Reason::IntraZone;\n    if reason.allowed() {\n        Reason::Related"),
  ("1d icmp error from either side", "crates/sekisho-engine/src/resolve.rs", "    if cx.ingress.side != peer_side {\n        return Reason::SpoofedSource;", "    if false && cx.ingress.side != peer_side {\n        return Reason::SpoofedSource;"),
- ("2a mapped ipv6 accepted", "crates/sekisho-engine/src/ingress.rs", "matches!(a.to_bits() >> 32, 0 | 0xffff | 0xffff_0000)", "false && matches!(a.to_bits() >> 32, 0 | 0xffff | 0xffff_0000)"),
+ ("2a mapped ipv6 accepted", "crates/sekisho-engine/src/ingress.rs", "let in_v6_0 = matches!(bits >> 32, 0 | 0xffff | 0xffff_0000)", "let in_v6_0 = false && matches!(bits >> 32, 0 | 0xffff | 0xffff_0000)"),
  ("3 link traffic judged by its source", "crates/sekisho-engine/src/link.rs", "on_segment_source(policy, port, side, ip.src) && on_segment_destination(policy, port, ip.dst)", "on_segment_source(policy, port, side, ip.src)"),
  ("4 outside takes any destination", "crates/sekisho-engine/src/ingress.rs", "Side::Outside if policy.zone_of(responder) != Some(port.zone) => Err(Reason::Misdirected),", "Side::Outside if false => Err(Reason::Misdirected),"),
  ("4b own-zone source from outside", "crates/sekisho-engine/src/ingress.rs", "Side::Outside if policy.zone_of(initiator) == Some(port.zone) && !port.is_router(initiator) => {", "Side::Outside if false => {"),
