@@ -71,7 +71,7 @@ for name, path, old, new in M:
     open(path, "w").write(src.replace(old, new, 1))
     try:
         caught = []
-        for t in ["separation", "attacks", "review_attacks", "engine", "inspection", "inspect_random"]:
+        for t in ["separation", "attacks", "review_attacks", "engine", "inspection", "inspect_random", "final_review"]:
             r = subprocess.run(["cargo", "test", "-p", "sekisho-engine", "--test", t], capture_output=True, text=True, timeout=1200)
             out = r.stdout + r.stderr
             if "could not compile" in out:

@@ -175,6 +175,13 @@ impl Tracker {
         self.pair(from_initiator).0.end.load(Relaxed)
     }
 
+    /// The initial sequence number of the initiator's (`from_initiator`) or the
+    /// responder's SYN: its first data byte is this plus one, whatever later segments
+    /// without data (a bare ACK or a FIN with a sequence number ahead) did to [`Self::end`].
+    pub fn isn(&self, from_initiator: bool) -> u32 {
+        self.pair(from_initiator).0.isn.load(Relaxed)
+    }
+
     /// The highest acknowledgement number the *receiver* of the initiator's
     /// (`from_initiator`) or the responder's data has sent: everything before it has
     /// arrived there. Before the receiver's first acknowledgement: the sender's initial

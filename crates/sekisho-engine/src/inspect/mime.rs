@@ -293,7 +293,18 @@ impl Mime {
             }
             let mut boundary = None;
             parameters(value, |name, v| {
+                let base = name.split(|b| *b == b'*').next().unwrap_or(name);
+                if base.eq_ignore_ascii_case(b"boundary") && !name.eq_ignore_ascii_case(b"boundary") {
+                    // RFC 2231 forms (`boundary*`, `boundary*0`): readers that join or
+                    // prefer them split the message at a boundary this check never saw.
+                    return Err("multipart boundary in RFC 2231 form");
+                }
                 if name.eq_ignore_ascii_case(b"boundary") {
+                    if boundary.is_some() {
+                        // Readers differ on which one counts (the first, the last): the
+                        // parts of the other would pass here as preamble text.
+                        return Err("multipart boundary given twice");
+                    }
                     if v.is_empty() || v.len() > MAX_BOUNDARY {
                         return Err("multipart boundary length out of range");
                     }

@@ -12,11 +12,12 @@
 //!   until the receiver acknowledges them, so a decoy the receiver never got (a TTL that
 //!   expires past the gate) cannot be replaced afterwards. UDP: every datagram alone.
 //! - **State.** Only flows being inspected have any: a bounded table of inspection states
-//!   (`[inspect] max_flows`), charged per origin like the flow table, each state freed
-//!   once its verdict is kept and everything inspected has been acknowledged. When the
-//!   table is full, a segment that needs a new state is dropped (`deny:flow-table-full`,
-//!   counted; the sender retries); a flow whose state was lost (evicted when idle, expired)
-//!   is cut at its next data (fail closed).
+//!   (`[inspect] max_flows`), charged per origin and initiator's zone kind like the flow
+//!   table (so internet initiators cannot take the room of LGWAN ones where both arrive),
+//!   each state freed once its verdict is kept and everything inspected has been
+//!   acknowledged. When the table is full, a segment that needs a new state is dropped
+//!   (`deny:flow-table-full`, counted; the sender retries); a flow whose state was lost
+//!   (evicted when idle, expired) is cut at its next data (fail closed).
 //! - **Verdicts.** A mismatch cuts the flow for good: `deny:app-mismatch`, the expected
 //!   and seen application in [`Finding`]; on the text leg of a mail path, content that is
 //!   not text-ified cuts it with `deny:not-sanitized`.
@@ -284,7 +285,9 @@ struct Stream {
 
 /// One entry of the inspection table.
 pub(crate) struct Inspection {
-    origin: u16,
+    /// The flow's table bucket: its origin and its initiator's zone kind (as in the flow
+    /// table).
+    bucket: usize,
     last: AtomicU64,
     stream: Mutex<Stream>,
 }
@@ -298,7 +301,7 @@ impl Slot for Inspection {
     type Ctx = Idle;
 
     fn bucket(&self) -> usize {
-        usize::from(self.origin)
+        self.bucket
     }
 
     fn is_expired(&self, now: u64, ctx: &Idle) -> bool {
@@ -326,7 +329,7 @@ impl Inspections {
     pub(crate) fn new(settings: &sekisho_policy::InspectSettings, origins: usize) -> Inspections {
         let expire = settings.idle_timeout_s.saturating_mul(1_000_000_000);
         Inspections {
-            map: BoundedMap::new(settings.max_flows, origins, Idle { expire }),
+            map: BoundedMap::new(settings.max_flows, origins * sekisho_flow::SHARES, Idle { expire }),
             depth: settings.depth,
             dns_threshold: settings.dns_tunnel_threshold,
             counters: Counters::default(),
@@ -368,9 +371,15 @@ pub(crate) fn involved(word: u8, p: &Packet<'_>) -> bool {
     match word {
         word::CHECKED => false,
         w if w & 0xf0 == word::STARTED => true,
-        _ => !p.payload.is_empty(),
+        // A TCP fragment (its data may all be in later fragments) or an urgent pointer
+        // (it marks a byte, here or later, that the receiver takes out of the stream)
+        // needs this stage even without data of its own.
+        _ => !p.payload.is_empty() || p.seg.is_some_and(|s| p.fragmented() || s.flags & URG != 0),
     }
 }
+
+/// The TCP URG flag.
+const URG: u16 = 0x20;
 
 /// What the checks need to know about the flow: its service, and whether it is the leg
 /// of a mail-text path that delivers into an lgwan zone.
@@ -441,11 +450,18 @@ pub(crate) fn packet(
     let rst = p.seg.is_some_and(|s| s.flags & sekisho_flow::tcp_flags::RST != 0);
     // A RST's data is never delivered: nothing to inspect.
     let data = if rst { &[][..] } else { p.payload };
+    if p.fragmented() && tcp {
+        // Also a first fragment that ends with the TCP header: the data in its later
+        // fragments would follow the flow unread.
+        bump(&c.fragments);
+        return Reason::Fragment;
+    }
+    if p.seg.is_some_and(|s| s.flags & URG != 0) {
+        // Urgent data: a receiver without SO_OOBINLINE (the default) takes the urgent
+        // byte out of the stream, so the bytes it delivers are not the bytes inspected.
+        return Reason::Malformed;
+    }
     if !data.is_empty() {
-        if p.fragmented() && tcp {
-            bump(&c.fragments);
-            return Reason::Fragment;
-        }
         if !p.fragmented() && !cx.meta.checksum_partial && !p.checksum_ok() {
             bump(&c.bad_checksum);
             return Reason::Malformed;
@@ -507,7 +523,7 @@ fn segment(
             let stream =
                 Stream { app, text_leg: env.text_leg, validator, dirs: [client, server], identified: false };
             let value =
-                Inspection { origin: entry.origin(), last: AtomicU64::new(now), stream: Mutex::new(stream) };
+                Inspection { bucket: entry.bucket(), last: AtomicU64::new(now), stream: Mutex::new(stream) };
             match table.insert(p.key, value, now, true) {
                 Ok(s) => {
                     bump(&c.started);
@@ -529,10 +545,31 @@ fn segment(
     let seg = p.seg.unwrap_or_default();
     let syn = seg.flags & sekisho_flow::tcp_flags::SYN != 0;
     let d = side(from_initiator);
+    let bare_syn = syn && seg.flags & sekisho_flow::tcp_flags::ACK == 0;
+    if bare_syn && from_initiator && stream.dirs[d].started && seg.seq != tracker.isn(true) {
+        // A new SYN with another initial sequence number would restart the tracker under
+        // a stream read from the old one: the new stream's bytes would all lie "before"
+        // what was inspected and pass unread. A real client that sent data on its SYN
+        // does not start over with another number on the same ports.
+        let f = Finding {
+            kind: FindingKind::Mismatch,
+            expected: stream.app,
+            seen: Seen::Unknown,
+            detail: "a new SYN after data was inspected",
+        };
+        let identified = stream.identified;
+        let r = cut(cx, entry, reason, f, identified);
+        drop(stream);
+        if table.remove(&p.key) {
+            bump(&c.released);
+        }
+        return r;
+    }
     if !data.is_empty() && !stream.dirs[d].started {
-        // The first data byte: after the SYN, or where the tracker says this end is now
-        // (before this segment is accounted).
-        let first = if syn { seg.seq.wrapping_add(1) } else { tracker.end(from_initiator) };
+        // The first data byte: right after this end's SYN. Not where the tracker says the
+        // end is now: a bare ACK or a FIN ahead of the data moves that without any data,
+        // and the bytes between would never be read.
+        let first = if syn { seg.seq.wrapping_add(1) } else { tracker.isn(from_initiator).wrapping_add(1) };
         stream.dirs[d].start(first);
     }
     if !track::observe(cx, flows, entry, p, from_initiator) {

@@ -68,6 +68,12 @@ pub(crate) struct Smtp {
     mime: Option<Box<Mime>>,
     /// A command was answered: both ends have spoken SMTP.
     replied: bool,
+    /// The server announced CHUNKING (a 250 reply line whose first word it is): without
+    /// it a server takes a BDAT chunk for commands (text leg).
+    chunking: bool,
+    /// BDAT chunks without LAST were sent: a message is open in the text check whose
+    /// start the server may have refused (text leg).
+    chunks_open: bool,
 }
 
 const VERBS: [&[u8]; 14] = [
@@ -116,6 +122,8 @@ impl Smtp {
             multi: None,
             mime: text_leg.then(Box::default),
             replied: false,
+            chunking: false,
+            chunks_open: false,
         }
     }
 
@@ -247,6 +255,18 @@ impl Smtp {
             return Err(not_smtp("not an SMTP command"));
         }
         let args = args.strip_prefix(b" ").unwrap_or(args);
+        if self.text_leg && self.chunks_open {
+            // The server may have refused the open chunks (no transaction, no valid
+            // recipient: it reads and drops them) while this check read them as the
+            // start of a message. Until the message ends or RSET clears both, a command
+            // that could start another message would be checked against the wrong one.
+            if verb.eq_ignore_ascii_case(b"RSET") {
+                self.mime().reset();
+                self.chunks_open = false;
+            } else if ![&b"BDAT"[..], b"NOOP", b"QUIT"].iter().any(|v| verb.eq_ignore_ascii_case(v)) {
+                return Err(Step::not_sanitized("SMTP command between BDAT chunks of a message"));
+            }
+        }
         if verb.eq_ignore_ascii_case(b"DATA") {
             if !args.is_empty() {
                 return Err(not_smtp("DATA takes no arguments"));
@@ -269,6 +289,12 @@ impl Smtp {
                 self.server = Server::Done;
                 return Ok(());
             }
+            if !self.chunking {
+                // A server without CHUNKING refuses the command and reads the chunk as
+                // commands: MAIL, RCPT, DATA and a message this check took for text.
+                return Err(Step::not_sanitized("BDAT to a server that did not announce CHUNKING"));
+            }
+            self.chunks_open = !last;
             self.client = Client::Bdat { left, last };
             if left == 0 && last {
                 if let Err(why) = self.mime().finish() {
@@ -325,6 +351,10 @@ impl Smtp {
             return Err(not_smtp("not an SMTP reply"));
         }
         let code = [line[0], line[1], line[2]];
+        let keyword = line.get(4..).and_then(|t| t.split(|b| *b == b' ').next());
+        if &code == b"250" && keyword.is_some_and(|k| k.eq_ignore_ascii_case(b"CHUNKING")) {
+            self.chunking = true;
+        }
         if self.multi.is_some_and(|m| m != code) {
             return Err(Step::mismatch(Seen::Smtp, "SMTP multi-line reply changes its code"));
         }
@@ -556,15 +586,25 @@ mod tests {
         two.extend(&body[..10]);
         two.extend(format!("BDAT {} LAST\r\n", body.len() - 10).as_bytes());
         two.extend(&body[10..]);
+        let chunking: &[(bool, &[u8])] =
+            &[(false, b"220 x\r\n"), (true, b"EHLO r\r\n"), (false, b"250-x\r\n250 CHUNKING\r\n")];
         let mut s = Smtp::new(true);
-        talk(&mut s, &e, &[(false, b"220 x\r\n")]);
+        talk(&mut s, &e, chunking);
         assert_eq!(s.feed(&e, true, &two).outcome, Outcome::NotSanitized("part is not text/plain"));
         let text = b"Subject: hi\r\n\r\nhello\r\n";
         let mut ok = format!("BDAT {} LAST\r\n", text.len()).into_bytes();
         ok.extend(text);
         let mut s = Smtp::new(true);
-        talk(&mut s, &e, &[(false, b"220 x\r\n")]);
+        talk(&mut s, &e, chunking);
         assert_eq!(s.feed(&e, true, &ok), Step::more(ok.len()));
+        // Not to a server that did not announce CHUNKING: it would read the chunk as
+        // commands.
+        let mut s = Smtp::new(true);
+        talk(&mut s, &e, &[(false, b"220 x\r\n"), (true, b"EHLO r\r\n"), (false, b"250 x\r\n")]);
+        assert_eq!(
+            s.feed(&e, true, &ok).outcome,
+            Outcome::NotSanitized("BDAT to a server that did not announce CHUNKING")
+        );
         // Elsewhere BDAT starts the message: nothing after it is checked.
         let mut s = Smtp::new(false);
         talk(&mut s, &env(false), &[(false, b"220 x\r\n")]);

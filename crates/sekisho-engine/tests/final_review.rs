@@ -1,0 +1,685 @@
+//! A last attacker's review of path inspection: the frames an internet host, a
+//! compromised LGWAN host or a host at the relay's address sends to get bytes to a
+//! receiver that the gate did not inspect (or inspected as something else), with the
+//! verdict at every port each frame reaches.
+//!
+//! - `finding_*`: a way around the inspection rule found in this review. Un-ignored, the
+//!   test holds the fix; `#[ignore = "finding: ..."]` marks one left open.
+//! - `held_*`: attacks that were already refused.
+
+mod common;
+
+use common::*;
+use sekisho_engine::Action::{Drop, Forward};
+use sekisho_engine::{Engine, Ingress, Now, Verdict};
+use sekisho_testkit::flags::*;
+use sekisho_testkit::*;
+
+const LG_TERM: &str = "198.18.20.5";
+const CLOUD: &str = "203.0.113.80";
+const PROXY: &str = "198.18.40.30";
+const RELAY: &str = "198.18.40.10";
+const LG_MAIL: &str = "198.18.20.25";
+const BREAKOUT: &str = "allow:path:alpha-prime/1";
+const WEB: &str = "allow:path:web/1";
+const TEXT_LEG: &str = "allow:path:mail-textify/2";
+
+/// The common policy plus an α' local-breakout path (lgwan → 203.0.113.80:443 by SNI) and
+/// a web-isolation leg to an HTTP proxy (lgwan → 198.18.40.30:8080, `proxy_app`).
+fn review_policy(proxy_app: &str) -> String {
+    format!(
+        r#"{POLICY}
+[[service]]
+name = "cloud"
+proto = "tcp"
+ports = [443]
+app = "tls"
+sni_allow = ["portal.example.lg.jp", "*.example.com"]
+
+[[service]]
+name = "proxy"
+proto = "tcp"
+ports = [8080]
+app = "{proxy_app}"
+
+[[path]]
+name = "alpha-prime"
+method = "local-breakout"
+  [[path.leg]]
+  from = "zone:lgwan"
+  to = "{CLOUD}"
+  service = "cloud"
+
+[[path]]
+name = "web"
+method = "web-isolation"
+  [[path.leg]]
+  from = "zone:lgwan"
+  to = "{PROXY}"
+  service = "proxy"
+"#
+    )
+}
+
+fn review_engine() -> Engine {
+    Engine::new(policy(&review_policy("http")))
+}
+
+/// One TCP connection across the two ports it crosses: the client's frames enter the
+/// inside of its zone's port and leave through the outside of the server's; the server's
+/// the other way round.
+struct Leg<'e> {
+    e: &'e Engine,
+    c: TcpConn,
+    client_hops: [Ingress; 2],
+    server_hops: [Ingress; 2],
+    allowed: &'static str,
+}
+
+impl<'e> Leg<'e> {
+    /// The handshake, passing both ports.
+    fn open(
+        e: &'e Engine,
+        client: (&str, u16),
+        server: (&str, u16),
+        zones: (&str, &str),
+        allowed: &'static str,
+    ) -> Leg<'e> {
+        let c = TcpConn::new(client, server);
+        let mut l = Leg {
+            e,
+            c,
+            client_hops: [inside(zones.0), outside(zones.1)],
+            server_hops: [inside(zones.1), outside(zones.0)],
+            allowed,
+        };
+        let (syn, syn_ack) = (l.c.syn(), l.c.syn_ack());
+        l.client_crosses(&syn);
+        l.server_crosses(&syn_ack);
+        let ack = l.c.client(ACK, b"");
+        l.client_crosses(&ack);
+        l
+    }
+
+    #[track_caller]
+    fn client_crosses(&self, frame: &[u8]) {
+        let [a, b] = self.client_hops;
+        crossing(self.e, NOW, frame, &[(a, self.allowed), (b, self.allowed)]);
+    }
+
+    #[track_caller]
+    fn server_crosses(&self, frame: &[u8]) {
+        let [a, b] = self.server_hops;
+        crossing(self.e, NOW, frame, &[(a, self.allowed), (b, self.allowed)]);
+    }
+
+    #[track_caller]
+    fn client_passes(&mut self, data: &[u8]) {
+        let f = self.c.client(ACK | PSH, data);
+        self.client_crosses(&f);
+    }
+
+    #[track_caller]
+    fn server_passes(&mut self, data: &[u8]) {
+        let f = self.c.server(ACK | PSH, data);
+        self.server_crosses(&f);
+    }
+
+    /// Sends the client's next data; it must be dropped at the first port with `reason`
+    /// (and so reaches no other).
+    #[track_caller]
+    fn client_refused(&mut self, data: &[u8], reason: &str) -> Verdict {
+        let f = self.c.client(ACK | PSH, data);
+        expect(self.e, NOW, self.client_hops[0], &f, Drop, reason)
+    }
+
+    /// A frame from the client with explicit flags, sequence number, TTL and urgent
+    /// pointer (acknowledging what the server sent).
+    fn client_raw(&self, flags: u16, seq: u32, ttl: u8, urgent: u16, data: &[u8]) -> Vec<u8> {
+        let (c, s) = (self.c.client_addr(), self.c.server_addr());
+        let mut seg = tcp_segment_seq(c.1, s.1, flags, seq, self.c.server_next(), data);
+        seg[18..20].copy_from_slice(&urgent.to_be_bytes());
+        ip_frame(&c.0, &s.0, 6, ttl, &seg)
+    }
+}
+
+/// lgwan terminal → the α' cloud service (lg-in, then in-out).
+fn breakout(e: &Engine, port: u16) -> Leg<'_> {
+    Leg::open(e, (LG_TERM, port), (CLOUD, 443), ("lgwan", "internet"), BREAKOUT)
+}
+
+/// The relay delivering into LGWAN, the text leg of the mail path (sz-in, then lg-out),
+/// after the greeting and EHLO; `chunking`: the server announces CHUNKING.
+fn text_leg(e: &Engine, port: u16, chunking: bool) -> Leg<'_> {
+    let mut m = Leg::open(e, (RELAY, port), (LG_MAIL, 25), ("sanitization", "lgwan"), TEXT_LEG);
+    m.server_passes(b"220 mail.lgwan ESMTP\r\n");
+    m.client_passes(b"EHLO relay.sanitization\r\n");
+    if chunking {
+        m.server_passes(b"250-mail.lgwan\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 8BITMIME\r\n");
+    } else {
+        m.server_passes(b"250-mail.lgwan\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+    }
+    m
+}
+
+/// A ClientHello record with these extensions.
+fn hello(extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let mut body = vec![0x03, 0x03];
+    body.extend([0x11; 32]);
+    body.push(0);
+    body.extend([0x00, 0x02, 0x13, 0x01, 0x01, 0x00]);
+    let mut ext = Vec::new();
+    for (ty, data) in extensions {
+        ext.extend(ty.to_be_bytes());
+        ext.extend((data.len() as u16).to_be_bytes());
+        ext.extend(data);
+    }
+    body.extend((ext.len() as u16).to_be_bytes());
+    body.extend(ext);
+    let mut hs = vec![1];
+    hs.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend(body);
+    let mut rec = vec![0x16, 0x03, 0x01];
+    rec.extend((hs.len() as u16).to_be_bytes());
+    rec.extend(hs);
+    rec
+}
+
+/// A server_name extension holding these names (type 0 each).
+fn sni_names(names: &[&[u8]]) -> (u16, Vec<u8>) {
+    let mut list = Vec::new();
+    for n in names {
+        list.push(0);
+        list.extend((n.len() as u16).to_be_bytes());
+        list.extend(*n);
+    }
+    let mut d = (list.len() as u16).to_be_bytes().to_vec();
+    d.extend(list);
+    (0, d)
+}
+
+fn sni(name: &str) -> (u16, Vec<u8>) {
+    sni_names(&[name.as_bytes()])
+}
+
+/// A message with a Windows executable as attachment, as the relay is meant to remove.
+const ATTACHMENT: &[u8] = b"Subject: invoice\r\nContent-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\nContent-Type: application/x-msdownload; name=\"invoice.exe\"\r\nContent-Disposition: attachment; filename=\"invoice.exe\"\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n--XX--\r\n";
+
+// ---- findings -----------------------------------------------------------------------------
+
+/// A segment without data in the window moved the tracker's end of that direction, and
+/// the stream of inspected bytes began where that end was at the first data. A bare ACK
+/// (or a FIN whose TTL dies past the gate) with a sequence number a few kilobytes ahead,
+/// sent before the first data, made everything up to there lie "before the stream": a
+/// ClientHello for any name crossed α', a whole unsanitised mail crossed the text leg,
+/// unread. The stream now begins at the direction's initial sequence number plus one.
+#[test]
+fn finding_a_bare_ack_or_fin_ahead_of_the_first_data_skipped_inspection() {
+    let e = review_engine();
+    let evil = hello(&[sni("evil.example.net")]);
+    assert!(evil.len() < 3000);
+
+    // α': a bare ACK 3000 bytes ahead (in the cloud server's window), then the hello.
+    let mut c = breakout(&e, 50_000);
+    let ahead = c.client_raw(ACK, c.c.client_next().wrapping_add(3000), 64, 0, b"");
+    c.client_crosses(&ahead);
+    let v = c.client_refused(&evil, "deny:app-mismatch");
+    assert_eq!(v.finding.map(|f| f.detail), Some("server name not in sni_allow"));
+
+    // The same with a FIN ahead whose TTL dies at the router (only lg-in sees it).
+    let mut c = breakout(&e, 50_001);
+    let fin = c.client_raw(FIN | ACK, c.c.client_next().wrapping_add(3000), 1, 0, b"");
+    expect(&e, NOW, inside("lgwan"), &fin, Forward, BREAKOUT);
+    c.client_refused(&evil, "deny:app-mismatch");
+
+    // The text leg: the relay's address sends a bare ACK ahead, then a whole session with
+    // an attachment in one segment (the server reads pipelined commands from its buffer).
+    let mut m = Leg::open(&e, (RELAY, 42_000), (LG_MAIL, 25), ("sanitization", "lgwan"), TEXT_LEG);
+    m.server_passes(b"220 mail.lgwan ESMTP\r\n");
+    let ahead = m.client_raw(ACK, m.c.client_next().wrapping_add(4000), 64, 0, b"");
+    m.client_crosses(&ahead);
+    let mut session =
+        b"EHLO relay\r\nMAIL FROM:<a@sanitization>\r\nRCPT TO:<staff@lgwan>\r\nDATA\r\n".to_vec();
+    session.extend(ATTACHMENT);
+    session.extend(b".\r\nQUIT\r\n");
+    assert!(session.len() < 4000);
+    m.client_refused(&session, "deny:app-mismatch");
+}
+
+/// In SYN-SENT a bare SYN with a new initial sequence number restarts the tracker. After
+/// a SYN with data (a TTL that dies past the gate: only the gate sees it) had started the inspected stream at its
+/// number, a SYN with a number far behind restarted the tracker but not the stream: every
+/// byte of the new connection lay "before" the stream and crossed α' unread. Such a SYN
+/// now cuts the flow.
+#[test]
+fn finding_a_syn_with_data_then_a_syn_with_another_number_skipped_inspection() {
+    let e = review_engine();
+    let a = inside("lgwan");
+    let port = 50_100;
+    let c = |flags: u16, seq: u32, ack: u32, ttl: u8, data: &[u8]| {
+        ip_frame(LG_TERM, CLOUD, 6, ttl, &tcp_segment_seq(port, 443, flags, seq, ack, data))
+    };
+    // SYN with the first byte of a TLS record, TTL 2: both ports of the gate inspect it,
+    // the first router past the second one drops it; the cloud server never gets it.
+    let first_isn = 1_000_000u32;
+    let syn_data = c(SYN, first_isn, 0, 2, &[0x16]);
+    crossing(&e, NOW, &syn_data, &[(a, BREAKOUT), (outside("internet"), BREAKOUT)]);
+    // The real SYN, its number 100 kB behind.
+    let isn = first_isn - 100_000;
+    let syn = c(SYN, isn, 0, 64, b"");
+    let v = expect(&e, NOW, a, &syn, Drop, "deny:app-mismatch");
+    assert_eq!(v.finding.map(|f| f.detail), Some("a new SYN after data was inspected"));
+    // Had it passed, the handshake and a hello for any name would follow: the flow is
+    // cut for good.
+    let evil = hello(&[sni("evil.example.net")]);
+    expect(&e, NOW, a, &c(ACK | PSH, isn + 1, 5001, 64, &evil), Drop, "deny:app-mismatch");
+}
+
+/// A TCP first fragment that ends right after the TCP header (24 bytes with options, a
+/// multiple of 8) carries no data: it was not inspected and left a fragment record, and
+/// the later fragment holding the whole ClientHello followed its flow unread — α' to any
+/// name. A TCP fragment of a flow being inspected is refused now, with or without data.
+#[test]
+fn finding_a_first_fragment_holding_only_the_tcp_header_carried_the_data_unread() {
+    let e = review_engine();
+    let c = breakout(&e, 50_200);
+    let (src, dst) = (LG_TERM.parse().unwrap(), CLOUD.parse().unwrap());
+    let evil = hello(&[sni("evil.example.net")]);
+    // The whole segment with a 24-byte header (four NOP options), its checksum right.
+    let mut seg = tcp_segment_seq(50_200, 443, ACK | PSH, c.c.client_next(), c.c.server_next(), b"");
+    seg[12] = 0x60;
+    seg.extend([1, 1, 1, 1]);
+    seg.extend(&evil);
+    let whole = ipv4(src, dst, 6, V4Opts::default(), &seg);
+    let seg = &whole[20..];
+    let first = eth(
+        0x0800,
+        &ipv4(src, dst, 6, V4Opts { id: 77, more_fragments: true, ..V4Opts::default() }, &seg[..24]),
+    );
+    let later =
+        eth(0x0800, &ipv4(src, dst, 6, V4Opts { id: 77, frag_offset: 3, ..V4Opts::default() }, &seg[24..]));
+    crossing(&e, NOW, &first, &[(inside("lgwan"), "deny:fragment")]);
+    crossing(&e, NOW, &later, &[(inside("lgwan"), "deny:fragment")]);
+    // The flow itself goes on: the hello, sent whole, is judged (and refused by name).
+    let mut c = c;
+    c.client_refused(&evil, "deny:app-mismatch");
+}
+
+/// Urgent data: a receiver without SO_OOBINLINE (the default, Postfix and every mail
+/// server on Linux) takes the byte before the urgent pointer out of the stream. The gate
+/// read "XContent-Type: application/x-msdownload" as an unknown header; the LGWAN mail
+/// server read "Content-Type: application/x-msdownload". A segment with URG on a flow
+/// being inspected is refused now — also one without data, whose pointer marks a byte of
+/// a later segment.
+#[test]
+fn finding_urgent_data_let_the_receiver_read_other_bytes_than_the_gate() {
+    let e = review_engine();
+    let mut m = text_leg(&e, 42_100, false);
+    m.client_passes(b"MAIL FROM:<relay@sanitization>\r\nRCPT TO:<staff@lgwan>\r\nDATA\r\n");
+    m.server_passes(b"250 ok\r\n250 ok\r\n354 go ahead\r\n");
+    m.client_passes(b"Subject: report\r\n");
+    let seq = m.c.client_next();
+    let urgent = m.client_raw(
+        ACK | PSH | URG,
+        seq,
+        64,
+        1,
+        b"XContent-Type: application/x-msdownload\r\nXContent-Disposition: attachment; filename=a.exe\r\n",
+    );
+    expect(&e, NOW, m.client_hops[0], &urgent, Drop, "deny:malformed");
+    // A pure ACK whose urgent pointer reaches into the next segment: refused too.
+    let pointer = m.client_raw(ACK | URG, seq, 64, 1, b"");
+    expect(&e, NOW, m.client_hops[0], &pointer, Drop, "deny:malformed");
+    // Without URG the same bytes are read as they are: unknown headers, text.
+    m.client_passes(b"XContent-Type: application/x-msdownload\r\n\r\ntext\r\n.\r\n");
+}
+
+/// Two boundary parameters: the check took the last, mail readers (Python's email,
+/// Thunderbird) the first — the parts delimited by the first passed here as preamble
+/// text. An RFC 2231 `boundary*` beside a plain one likewise (Thunderbird prefers it).
+/// Both are refused now.
+#[test]
+fn finding_a_second_boundary_parameter_hid_an_attachment_in_the_preamble() {
+    let e = review_engine();
+    let part = b"--A\r\nContent-Type: application/x-msdownload; name=\"a.exe\"\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n--A--\r\n--B\r\n\r\ntext\r\n--B--\r\n.\r\n";
+    for (i, header) in [
+        &b"Content-Type: multipart/mixed; boundary=\"A\"; boundary=\"B\"\r\n\r\n"[..],
+        b"Content-Type: multipart/mixed; boundary=\"B\"; boundary*=''A\r\n\r\n",
+        b"Content-Type: multipart/mixed; boundary*0=\"A\"; boundary=\"B\"\r\n\r\n",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut m = text_leg(&e, 42_200 + i as u16, false);
+        m.client_passes(b"MAIL FROM:<relay@sanitization>\r\nRCPT TO:<staff@lgwan>\r\nDATA\r\n");
+        m.server_passes(b"250 ok\r\n250 ok\r\n354 go ahead\r\n");
+        let mut message = header.to_vec();
+        message.extend(part);
+        m.client_refused(&message, "deny:not-sanitized");
+    }
+}
+
+/// BDAT to a server that did not announce CHUNKING: it refuses the command and reads the
+/// chunk as commands — MAIL, RCPT, DATA and a message with an attachment — while the check
+/// read the chunk as one text message (its first lines as unknown headers, the rest as
+/// body). Refused now.
+#[test]
+fn finding_bdat_to_a_server_without_chunking_smuggled_a_message() {
+    let e = review_engine();
+    let mut m = text_leg(&e, 42_300, false);
+    let mut chunk =
+        b"X-Relay: 1\r\n\r\nMAIL FROM:<a@sanitization>\r\nRCPT TO:<staff@lgwan>\r\nDATA\r\n".to_vec();
+    chunk.extend(ATTACHMENT);
+    chunk.extend(b".\r\n");
+    let mut data = format!("BDAT {} LAST\r\n", chunk.len()).into_bytes();
+    data.extend(&chunk);
+    let v = m.client_refused(&data, "deny:not-sanitized");
+    assert_eq!(v.finding.map(|f| f.detail), Some("BDAT to a server that did not announce CHUNKING"));
+}
+
+/// A BDAT chunk the server refuses (no MAIL yet: it reads and drops it) still opened a
+/// message in the check: the next transaction's chunk was read as the body of that text
+/// message, while the server read its own headers — an attachment. A command that could
+/// start another message while chunks are open is refused now; RSET clears both.
+#[test]
+fn finding_a_refused_bdat_chunk_left_the_text_check_in_a_body() {
+    let e = review_engine();
+    let mut m = text_leg(&e, 42_400, true);
+    m.client_passes(b"BDAT 14\r\nSubject: x\r\n\r\n");
+    let mut rest =
+        format!("MAIL FROM:<a@sanitization>\r\nRCPT TO:<staff@lgwan>\r\nBDAT {} LAST\r\n", ATTACHMENT.len())
+            .into_bytes();
+    rest.extend(ATTACHMENT);
+    let v = m.client_refused(&rest, "deny:not-sanitized");
+    assert_eq!(v.finding.map(|f| f.detail), Some("SMTP command between BDAT chunks of a message"));
+
+    // RSET clears the open message: the next one is checked from its headers.
+    let mut m = text_leg(&e, 42_401, true);
+    m.client_passes(b"BDAT 14\r\nSubject: x\r\n\r\n");
+    m.server_passes(b"503 5.5.1 need MAIL\r\n");
+    m.client_passes(b"RSET\r\n");
+    m.server_passes(b"250 ok\r\n");
+    let mut rest =
+        format!("MAIL FROM:<a@sanitization>\r\nRCPT TO:<staff@lgwan>\r\nBDAT {} LAST\r\n", ATTACHMENT.len())
+            .into_bytes();
+    rest.extend(ATTACHMENT);
+    m.client_refused(&rest, "deny:not-sanitized");
+    // A text message in chunks passes.
+    let mut m = text_leg(&e, 42_402, true);
+    m.client_passes(b"MAIL FROM:<a@sanitization>\r\nRCPT TO:<staff@lgwan>\r\n");
+    m.server_passes(b"250 ok\r\n250 ok\r\n");
+    m.client_passes(b"BDAT 14\r\nSubject: x\r\n\r\n");
+    m.client_passes(b"BDAT 7 LAST\r\nhello\r\n");
+    m.server_passes(b"250 ok\r\n250 queued\r\n");
+}
+
+/// The inspection table was shared by port side only, not by the initiator's zone kind as
+/// the flow table is (class 15): internet hosts opening SMTP sessions to the relay, one
+/// byte each, kept fresh with an ACK every few seconds, filled the room of the
+/// sanitisation port's outside — where LGWAN's web-isolation sessions to the proxy arrive
+/// too, whose data was then dropped (`deny:flow-table-full`) for as long as the flood
+/// lasted. States are charged to (origin, zone kind) now, each guaranteed its share.
+#[test]
+fn finding_internet_sessions_to_the_relay_starved_lgwan_inspection_on_the_same_port() {
+    let text = review_policy("http").replace("[flow]", "[inspect]\nmax_flows = 400\n\n[flow]");
+    let e = Engine::new(policy(&text));
+    let (c_hops, s_hops) =
+        ([inside("internet"), outside("sanitization")], [inside("sanitization"), outside("internet")]);
+    for i in 0..300u16 {
+        let mut c = TcpConn::new((&format!("198.51.100.{}", i % 200 + 1), 20_000 + i), (RELAY, 25));
+        let (syn, syn_ack, ack) = (c.syn(), c.syn_ack(), c.client(ACK, b""));
+        let data = c.client(ACK | PSH, b"E");
+        for (f, hops) in [(&syn, c_hops), (&syn_ack, s_hops), (&ack, c_hops), (&data, c_hops)] {
+            for at in hops {
+                if e.process(Now::at(NOW), at, f).action == Drop {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(e.inspection_stats().table_full > 0, "the flood filled what it could");
+    // LGWAN's web isolation still gets its inspection, at both ports.
+    let mut c = Leg::open(&e, (LG_TERM, 53_200), (PROXY, 8080), ("lgwan", "sanitization"), WEB);
+    c.client_passes(b"GET http://www.example.com/ HTTP/1.1\r\nHost: www.example.com\r\n\r\n");
+    c.server_passes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+}
+
+/// TLS 1.3 HelloRetryRequest: the client sends a second ClientHello after the server's
+/// HRR, and the check stopped at the first. A server serving many names (the class 28
+/// situation) that routes by the second hello's name gives α' any name. Not fixed: the
+/// client side would have to be followed until the server's answer says whether it
+/// retries.
+#[test]
+#[ignore = "finding: a second ClientHello after a HelloRetryRequest is not checked against sni_allow"]
+fn finding_a_second_client_hello_after_hello_retry_request_is_not_checked() {
+    let e = review_engine();
+    let mut c = breakout(&e, 50_300);
+    c.client_passes(&hello(&[sni("portal.example.lg.jp")]));
+    // HelloRetryRequest: a ServerHello whose random is the HRR value (RFC 8446 4.1.3).
+    let hrr_random: [u8; 32] = [
+        0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2,
+        0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+    ];
+    let mut body = vec![0x03, 0x03];
+    body.extend(hrr_random);
+    body.extend([0, 0x13, 0x01, 0, 0, 6, 0, 0x2b, 0, 2, 3, 4]);
+    let mut hs = vec![2];
+    hs.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend(body);
+    let mut hrr = vec![0x16, 0x03, 0x03];
+    hrr.extend((hs.len() as u16).to_be_bytes());
+    hrr.extend(hs);
+    c.server_passes(&hrr);
+    // Change cipher spec (middlebox compatibility), then the second hello.
+    let mut second = vec![0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
+    second.extend(hello(&[sni("evil.example.net")]));
+    c.client_refused(&second, "deny:app-mismatch");
+}
+
+/// Inspected bytes are kept "until the receiver acknowledges them" — but the receiver's
+/// acknowledgement is whatever arrives from the receiver's side, and on α' that side is
+/// the internet, where any host can claim the cloud server's address. A compromised
+/// LGWAN terminal sends a ClientHello for a listed name whose TTL dies past the gate; an
+/// accomplice on the internet, spoofing the cloud server, acknowledges it and sends a
+/// TLS record header: both directions are done and "delivered", the state is freed, and
+/// a hello for any name at the same sequence number crosses both ports unread — the
+/// first bytes the real server ever gets. Not fixed: once freed, nothing remembers what
+/// was inspected.
+#[test]
+#[ignore = "finding: a forged acknowledgement from the receiver's side frees the state; the decoy is then replaced"]
+fn finding_a_forged_acknowledgement_lets_a_decoy_be_replaced_on_alpha_prime() {
+    let e = review_engine();
+    let c = breakout(&e, 50_400);
+    let start = c.c.client_next();
+    let good = hello(&[sni("portal.example.lg.jp")]);
+    // The decoy, TTL 2: both ports see it, the first internet router drops it.
+    let decoy = c.client_raw(ACK | PSH, start, 2, 0, &good);
+    crossing(&e, NOW, &decoy, &[(inside("lgwan"), BREAKOUT), (outside("internet"), BREAKOUT)]);
+    // The accomplice, as the cloud server: acknowledges the decoy, sends a record header.
+    let acked = start.wrapping_add(good.len() as u32);
+    let forged = ip_frame(
+        CLOUD,
+        LG_TERM,
+        6,
+        64,
+        &tcp_segment_seq(
+            443,
+            50_400,
+            ACK | PSH,
+            c.c.server_next(),
+            acked,
+            &[0x16, 0x03, 0x03, 0x00, 0x7a, 0x02],
+        ),
+    );
+    c.server_crosses(&forged);
+    // The terminal acknowledges the record header: every inspected byte is "delivered".
+    let ack = ip_frame(
+        LG_TERM,
+        CLOUD,
+        6,
+        64,
+        &tcp_segment_seq(50_400, 443, ACK, acked, c.c.server_next().wrapping_add(6), b""),
+    );
+    c.client_crosses(&ack);
+    assert_eq!(e.inspection_stats().active, 0, "both states freed");
+    // The real hello, another name, at the decoy's place.
+    let evil = c.client_raw(ACK | PSH, start, 64, 0, &hello(&[sni("evil.example.net")]));
+    expect(&e, NOW, inside("lgwan"), &evil, Drop, "deny:app-mismatch");
+}
+
+/// HTTP: only the first request of a connection is checked. A second one pipelined
+/// behind it — a CONNECT the service does not allow — crossed to the web-isolation proxy.
+/// Not fixed: following every request needs the bodies (Content-Length, chunked) parsed.
+#[test]
+#[ignore = "finding: a CONNECT pipelined behind a first request is not checked (allow_connect = false)"]
+fn finding_a_pipelined_connect_behind_a_first_request_is_not_checked() {
+    let e = review_engine();
+    let mut c = Leg::open(&e, (LG_TERM, 53_000), (PROXY, 8080), ("lgwan", "sanitization"), WEB);
+    c.client_refused(
+        b"GET / HTTP/1.1\r\nHost: proxy\r\n\r\nCONNECT mail.example.net:25 HTTP/1.1\r\nHost: mail.example.net:25\r\n\r\n",
+        "deny:app-mismatch",
+    );
+}
+
+/// HTTP/2 with prior knowledge: after the connection preface the check is done, and a
+/// HEADERS frame whose `:method` is CONNECT (HPACK, a literal) crossed to a proxy that
+/// speaks h2c, though the service does not allow CONNECT. Not fixed (HPACK would have to
+/// be decoded; refusing the preface where `allow_connect` is off is the simple way).
+#[test]
+#[ignore = "finding: an HTTP/2 CONNECT after the h2c preface is not checked (allow_connect = false)"]
+fn finding_an_http2_connect_after_the_preface_is_not_checked() {
+    let e = review_engine();
+    let mut c = Leg::open(&e, (LG_TERM, 53_050), (PROXY, 8080), ("lgwan", "sanitization"), WEB);
+    let mut h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    h2.extend([0, 0, 0, 4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+    let mut block = vec![0x42, 7];
+    block.extend(b"CONNECT");
+    block.extend([0x41, 8]);
+    block.extend(b"evil:443");
+    h2.extend([0, 0, block.len() as u8, 1, 4, 0, 0, 0, 1]); // HEADERS, END_HEADERS, stream 1
+    h2.extend(block);
+    c.client_refused(&h2, "deny:app-mismatch");
+}
+
+/// DNS over UDP: a fragmented query is checked by its first fragment (a message that
+/// may end early), and the later fragments follow the flow unread — up to 64 KB of any
+/// bytes to the DNS server under `app = "dns"`. Not fixed (a query never needs to be
+/// fragmented; large answers may be).
+#[test]
+#[ignore = "finding: later fragments of a DNS datagram are not checked"]
+fn finding_later_fragments_of_a_dns_query_are_not_checked() {
+    let e = review_engine();
+    let (l, dns) = (LG_TERM.parse().unwrap(), "198.18.40.53".parse().unwrap());
+    let mut query = dns_query(9, "portal.example.lg.jp", 1);
+    query[11] = 1; // one additional record: the rest of the datagram
+    let mut payload = query.clone();
+    payload.extend([0, 0, 16, 0, 1, 0, 0, 0, 0, 0x05, 0xdc]);
+    payload.extend([b'X'; 1500]);
+    let datagram = udp_datagram(40_500, 53, &payload);
+    let first = eth(
+        0x0800,
+        &ipv4(l, dns, 17, V4Opts { id: 91, more_fragments: true, ..V4Opts::default() }, &datagram[..48]),
+    );
+    let later = eth(
+        0x0800,
+        &ipv4(l, dns, 17, V4Opts { id: 91, frag_offset: 6, ..V4Opts::default() }, &datagram[48..]),
+    );
+    let dns_rule = "allow:rule:lgwan-dns";
+    crossing(&e, NOW, &first, &[(inside("lgwan"), dns_rule), (outside("sanitization"), dns_rule)]);
+    expect(&e, NOW, inside("lgwan"), &later, Drop, "deny:fragment");
+}
+
+/// A reload that puts an `app` on a service re-decides every flow, but the flows opened
+/// before it keep their inspection word ("nothing to check"): a web-isolation connection
+/// opened under `app = "any"` carries a CONNECT after the reload to `app = "http"`.
+/// Not fixed: such a flow would have to be cut (its stream cannot be read from its middle).
+#[test]
+#[ignore = "finding: flows opened before a reload that adds an app are never inspected"]
+fn finding_a_reload_that_adds_an_app_leaves_open_flows_unchecked() {
+    let e = Engine::new(policy(&review_policy("any")));
+    let mut c = Leg::open(&e, (LG_TERM, 53_100), (PROXY, 8080), ("lgwan", "sanitization"), WEB);
+    e.reload(policy(&review_policy("http"))).unwrap();
+    c.client_refused(b"CONNECT mail.example.net:25 HTTP/1.1\r\n\r\n", "deny:app-mismatch");
+}
+
+// ---- held -----------------------------------------------------------------------------------
+
+/// SNI tricks against α': two server_name extensions, two names in one, a trailing dot, a
+/// NUL, an empty name, ECH (also as GREASE beside a listed name); an uppercase listed name
+/// is the same name and passes.
+#[test]
+fn held_server_name_tricks_on_alpha_prime() {
+    let e = review_engine();
+    type Extensions = Vec<(u16, Vec<u8>)>;
+    let cases: Vec<(Extensions, &str)> = vec![
+        (vec![sni("portal.example.lg.jp"), sni("evil.example.net")], "ClientHello repeats an extension"),
+        (
+            vec![sni_names(&[b"portal.example.lg.jp", b"evil.example.net"])],
+            "server_name is not one host name",
+        ),
+        (vec![sni("portal.example.lg.jp.")], "server name not in sni_allow"),
+        (vec![sni_names(&[b"portal.example.lg.jp\0.evil.net"])], "server_name is not a host name"),
+        (vec![sni_names(&[b""])], "server_name is not one host name"),
+        (
+            vec![sni("portal.example.lg.jp"), (0xfe0d, vec![0; 32])],
+            "Encrypted Client Hello hides the server name",
+        ),
+    ];
+    for (i, (exts, why)) in cases.into_iter().enumerate() {
+        let mut c = breakout(&e, 51_000 + i as u16);
+        let v = c.client_refused(&hello(&exts), "deny:app-mismatch");
+        assert_eq!(v.finding.map(|f| f.detail), Some(why), "case {i}");
+    }
+    let mut c = breakout(&e, 51_100);
+    c.client_passes(&hello(&[sni("PORTAL.Example.LG.JP")]));
+}
+
+/// Overlap tricks on an inspected stream: a retransmission that changes bytes already
+/// inspected (also after the verdict, before the receiver acknowledged them), a segment
+/// starting before the stream with other bytes where the stream is, and a segment ahead
+/// of the next byte.
+#[test]
+fn held_overlaps_and_gaps_on_an_inspected_stream() {
+    let e = review_engine();
+    let mut c = breakout(&e, 52_000);
+    let good = hello(&[sni("portal.example.lg.jp")]);
+    let start = c.c.client_next();
+    c.client_passes(&good);
+    // The verdict is kept for the client side; a repetition with another name is cut.
+    let mut other = hello(&[sni("portal.example.lg.xx")]);
+    other.truncate(good.len());
+    let f = c.client_raw(ACK | PSH, start, 64, 0, &other);
+    expect(&e, NOW, inside("lgwan"), &f, Drop, "deny:app-mismatch");
+
+    let c = breakout(&e, 52_001);
+    let start = c.c.client_next();
+    // Ahead of the next byte: dropped, the sender must send in order.
+    let f = c.client_raw(ACK | PSH, start.wrapping_add(10), 64, 0, &good[10..]);
+    expect(&e, NOW, inside("lgwan"), &f, Drop, "deny:out-of-window");
+    // Starting before the stream (the SYN's number): the bytes from the stream's start on
+    // are what is inspected.
+    let mut early = vec![0x00];
+    early.extend(hello(&[sni("evil.example.net")]));
+    let f = c.client_raw(ACK | PSH, start.wrapping_sub(1), 64, 0, &early);
+    expect(&e, NOW, inside("lgwan"), &f, Drop, "deny:app-mismatch");
+}
+
+/// SMTP smuggling on the text leg: an end of data with bare LF ends the message for the
+/// check too (so the next message is checked from its headers), and commands pipelined
+/// behind DATA before its 354 are refused.
+#[test]
+fn held_smtp_smuggling_and_pipelining_on_the_text_leg() {
+    let e = review_engine();
+    let mut m = text_leg(&e, 42_500, false);
+    m.client_passes(b"MAIL FROM:<relay@sanitization>\r\nRCPT TO:<staff@lgwan>\r\nDATA\r\n");
+    m.server_passes(b"250 ok\r\n250 ok\r\n354 go ahead\r\n");
+    let mut smuggled = b"Subject: hi\r\n\r\ntext\n.\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n".to_vec();
+    smuggled.extend(ATTACHMENT);
+    smuggled.extend(b".\r\n");
+    m.client_refused(&smuggled, "deny:app-mismatch");
+
+    let mut m = text_leg(&e, 42_501, false);
+    let mut pipelined = b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n".to_vec();
+    pipelined.extend(ATTACHMENT);
+    m.client_refused(&pipelined, "deny:app-mismatch");
+}
