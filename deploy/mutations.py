@@ -59,6 +59,7 @@ M = [
  ("26 the server's bytes unchecked", "crates/sekisho-engine/src/inspect/validate.rs", "    pub(crate) fn feed(&mut self, env: &Env<'_>, from_initiator: bool, data: &[u8]) -> Step {\n        let d = side(from_initiator);", "    pub(crate) fn feed(&mut self, env: &Env<'_>, from_initiator: bool, data: &[u8]) -> Step {\n        let d = side(from_initiator);\n        if !from_initiator {\n            return Step::done(data.len());\n        }"),
  ("27 the text leg takes any part", "crates/sekisho-engine/src/inspect/mime.rs", "if !(ty.eq_ignore_ascii_case(b\"text\") && sub.eq_ignore_ascii_case(b\"plain\")) {", "if false {"),
  ("28 server names unchecked", "crates/sekisho-engine/src/inspect/tls.rs", "env.service.filter(|s| !s.sni_allow.is_empty()) else", "env.service.filter(|_| false) else"),
+ ("42 offload placement unchecked", "crates/sekisho-engine/src/lib.rs", "usize::from(start) == at && offset == checksum_at", "true"),
  ("29 a full inspection table lets data through", "crates/sekisho-engine/src/inspect/mod.rs", "bump(&c.table_full);\n                    return Reason::FlowTableFull;", "bump(&c.table_full);\n                    return reason;"),
 ]
 only = sys.argv[1:]

@@ -152,7 +152,7 @@ impl Worker {
                 continue;
             };
             // A checksum the sending host's kernel completes is not verified by inspection.
-            let meta = sekisho_engine::FrameMeta { checksum_partial: hdr.checksum_partial() };
+            let meta = hdr.meta();
             let verdict = judge.process_meta(now, ingress, frame, meta);
             if verdict.is_alert() {
                 self.shared.observer.dropped(now, ingress, &verdict);

@@ -116,7 +116,7 @@ impl Worker {
             };
             let now = self.shared.clock.now();
             // A checksum the sending host's kernel completes is not verified by inspection.
-            let meta = sekisho_engine::FrameMeta { checksum_partial: hdr.checksum_partial() };
+            let meta = hdr.meta();
             let verdict = judge.process_meta(now, ingress, frame, meta);
             if verdict.is_alert() {
                 self.shared.observer.dropped(now, ingress, &verdict);

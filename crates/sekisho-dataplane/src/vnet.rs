@@ -5,6 +5,8 @@
 //! with the segment size). The data plane forwards header and frame unchanged, so the
 //! egress side finishes the checksum and splits the super-frame as the kernel would have.
 
+use sekisho_engine::{FrameMeta, Gso};
+
 /// Bytes of the header before each frame.
 pub const LEN: usize = 10;
 
@@ -56,7 +58,30 @@ impl VnetHdr {
     pub fn is_gso(&self) -> bool {
         self.gso_type & 0x7f != 0
     }
+
+    /// What the engine checks of the header: the checksum left to complete and where it
+    /// goes, and the segmentation asked for (the ECN bit aside).
+    pub fn meta(&self) -> FrameMeta {
+        let partial = self.checksum_partial();
+        FrameMeta {
+            checksum_partial: partial,
+            checksum_at: partial.then_some((self.csum_start, self.csum_offset)),
+            gso: match self.gso_type & 0x7f {
+                GSO_NONE => Gso::None,
+                GSO_TCPV4 => Gso::TcpV4,
+                GSO_TCPV6 => Gso::TcpV6,
+                GSO_UDP_L4 => Gso::Udp,
+                _ => Gso::Other,
+            },
+        }
+    }
 }
+
+/// `VIRTIO_NET_HDR_GSO_*` kinds.
+const GSO_NONE: u8 = 0;
+const GSO_TCPV4: u8 = 1;
+const GSO_TCPV6: u8 = 4;
+const GSO_UDP_L4: u8 = 5;
 
 #[cfg(test)]
 mod tests {
@@ -75,6 +100,10 @@ mod tests {
             VnetHdr { flags: 1, gso_type: 1, hdr_len: 54, gso_size: 1448, csum_start: 34, csum_offset: 16 }
         );
         assert!(h.checksum_partial() && h.is_gso());
+        assert_eq!(
+            h.meta(),
+            FrameMeta { checksum_partial: true, checksum_at: Some((34, 16)), gso: Gso::TcpV4 }
+        );
         assert_eq!(frame, b"frame");
         assert!(VnetHdr::split(&data[..9]).is_none());
     }

@@ -151,7 +151,8 @@ pub struct PacketInfo {
     pub dport: u16,
 }
 
-/// What the data plane knows about a frame besides its bytes.
+/// What the data plane knows about a frame besides its bytes: the offload work the
+/// sending host left for whoever sends the frame on (the vnet header).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrameMeta {
     /// The frame's transport checksum is not computed yet: the sending host offloaded it
@@ -159,6 +160,71 @@ pub struct FrameMeta {
     /// vnet header). Such a frame came from a local socket of that host, not from the
     /// wire, so the checksum is not verified.
     pub checksum_partial: bool,
+    /// Where the checksum will be computed from and written to (the vnet header's
+    /// `csum_start`, from the frame's first byte, and `csum_offset`, from there), when the
+    /// frame came with them. The frame is refused unless they name its TCP or UDP
+    /// header's checksum: whoever completes the checksum writes two bytes there, and a
+    /// sender that chose the place could change bytes the gate inspected. `None` only for
+    /// a replay of a capture whose checksums were offloaded.
+    pub checksum_at: Option<(u16, u16)>,
+    /// The segmentation the sending host asked for (a GSO super-frame).
+    pub gso: Gso,
+}
+
+impl FrameMeta {
+    /// True when the sender left work for the egress (a checksum, a segmentation).
+    #[inline]
+    pub fn offloaded(&self) -> bool {
+        self.checksum_partial || self.gso != Gso::None
+    }
+}
+
+/// The segmentation a GSO super-frame asks for (`VIRTIO_NET_HDR_GSO_*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Gso {
+    /// Not a super-frame.
+    #[default]
+    None,
+    /// TCP over IPv4.
+    TcpV4,
+    /// TCP over IPv6.
+    TcpV6,
+    /// UDP segmentation (`UDP_L4`).
+    Udp,
+    /// Anything else (the old UDP fragmentation offload, unknown kinds): refused.
+    Other,
+}
+
+/// Whether the offload work `meta` describes fits the packet `l3` of `frame`: a checksum
+/// left to complete is its own TCP or UDP checksum, at the place that protocol keeps it;
+/// a super-frame is segmented by its own protocol and carries a partial checksum, as
+/// every sending kernel leaves one. Anything else is `deny:malformed`.
+fn offload_fits(meta: FrameMeta, frame: &[u8], l3: &L3<'_>) -> bool {
+    let L3::Ip(ip) = l3 else { return false };
+    if ip.fragment.is_some() {
+        return false;
+    }
+    let v6 = ip.src.is_ipv6();
+    let (header, checksum_at, gso_fits) = match ip.l4 {
+        L4::Tcp(t) => (
+            t.segment,
+            16,
+            matches!((meta.gso, v6), (Gso::None, _) | (Gso::TcpV4, false) | (Gso::TcpV6, true)),
+        ),
+        L4::Udp(u) => (u.datagram, 6, matches!(meta.gso, Gso::None | Gso::Udp)),
+        _ => return false,
+    };
+    if !gso_fits || (meta.gso != Gso::None && !meta.checksum_partial) {
+        return false;
+    }
+    match meta.checksum_at {
+        Some((start, offset)) if meta.checksum_partial => {
+            // The transport header's place in the frame: both are slices of `frame`.
+            let at = (header.as_ptr() as usize).wrapping_sub(frame.as_ptr() as usize);
+            usize::from(start) == at && offset == checksum_at
+        }
+        _ => true,
+    }
 }
 
 /// The engine's decision on one frame.
@@ -610,6 +676,9 @@ fn judge(cx: &Cx<'_>, frame: &[u8]) -> Verdict {
     };
     if let Err(r) = ingress::vlan(cx.port, parsed.vlan) {
         return monitored(cx, Verdict::new(r, None));
+    }
+    if cx.meta.offloaded() && !offload_fits(cx.meta, frame, &parsed.l3) {
+        return monitored(cx, Verdict::new(Reason::Malformed, None));
     }
     let ip = match &parsed.l3 {
         L3::Ip(ip) => ip,

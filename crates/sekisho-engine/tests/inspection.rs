@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use sekisho_engine::{Action, Engine, FindingKind, FrameMeta, Ingress, Now, Seen, Verdict};
+use sekisho_engine::{Action, Engine, FindingKind, FrameMeta, Gso, Ingress, Now, Seen, Verdict};
 use sekisho_policy::{App, Timestamp};
 use sekisho_testkit::flags::*;
 use sekisho_testkit::*;
@@ -173,9 +173,42 @@ fn a_checksum_the_sending_kernel_completes_is_trusted() {
     let e = inspection_engine();
     let mut m = mail_leg1(&e);
     let partial = corrupt_transport_checksum(&m.c.client(ACK | PSH, b"EHLO sender\r\n"));
-    let v = e.process_meta(Now::at(NOW), m.client_at, &partial, FrameMeta { checksum_partial: true });
+    // As the data plane reads it: the TCP checksum (14 + 20 bytes in, at 16) to complete.
+    let meta = FrameMeta { checksum_partial: true, checksum_at: Some((34, 16)), ..FrameMeta::default() };
+    let v = e.process_meta(Now::at(NOW), m.client_at, &partial, meta);
     assert_eq!((v.action, name(&e, &v).as_str()), (Forward, LEG1));
     m.server_passes(b"250 relay\r\n");
+}
+
+/// A host that writes its own vnet header (a virtual machine's guest, or root on a veth
+/// peer) chooses where "its" checksum goes: whoever completes it on the way out would
+/// write two bytes it chose into the payload the gate inspected. Only the packet's own
+/// TCP or UDP checksum may be left to complete, and a super-frame only for its own
+/// protocol.
+#[test]
+fn offload_work_must_be_the_packets_own() {
+    let e = inspection_engine();
+    let mut m = mail_leg1(&e);
+    let ehlo = corrupt_transport_checksum(&m.c.client(ACK | PSH, b"EHLO sender\r\n"));
+    let at =
+        |start, offset, gso| FrameMeta { checksum_partial: true, checksum_at: Some((start, offset)), gso };
+    for (meta, why) in [
+        (at(54, 0, Gso::None), "a checksum written into the payload"),
+        (at(34, 6, Gso::None), "a UDP checksum's place in a TCP segment"),
+        (at(14, 10, Gso::None), "the IP header"),
+        (at(34, 16, Gso::TcpV6), "IPv6 segmentation of an IPv4 packet"),
+        (at(34, 16, Gso::Udp), "UDP segmentation of TCP"),
+        (at(34, 16, Gso::Other), "an unknown segmentation"),
+        (FrameMeta { gso: Gso::TcpV4, ..FrameMeta::default() }, "a super-frame without a partial checksum"),
+    ] {
+        let v = e.process_meta(Now::at(NOW), m.client_at, &ehlo, meta);
+        assert_eq!((v.action, name(&e, &v).as_str()), (Drop, "deny:malformed"), "{why}");
+    }
+    let v = e.process_meta(Now::at(NOW), m.client_at, &ehlo, at(34, 16, Gso::TcpV4));
+    assert_eq!((v.action, name(&e, &v).as_str()), (Forward, LEG1));
+    // Link traffic and other protocols leave no checksum to complete.
+    let v = e.process_meta(Now::at(NOW), m.client_at, &arp(), at(14, 0, Gso::None));
+    assert_eq!((v.action, name(&e, &v).as_str()), (Drop, "deny:malformed"));
 }
 
 #[test]

@@ -781,7 +781,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
         max_flows: args.max_flows,
         omitted: HashMap::new(),
         scratch: Vec::with_capacity(65_536 + 64),
-        meta: FrameMeta { checksum_partial: args.checksums_offloaded },
+        meta: FrameMeta { checksum_partial: args.checksums_offloaded, ..FrameMeta::default() },
     };
     let files: Vec<FileReport> = args.pcaps.iter().map(|p| replay.file(p)).collect();
     let loaded = replay.engine.loaded();
