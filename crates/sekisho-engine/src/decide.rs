@@ -122,7 +122,24 @@ pub(crate) fn current(cx: &Cx<'_>, entry: &FlowEntry, key: &FlowKey, word: u8) -
         tunnel: class_tunnel(entry.class()),
         side: Side::of_origin(entry.origin()),
     };
-    let r = decide(cx, &opening).reason;
+    let r = redecide(cx, &opening, word);
+    if r == Reason::AppMismatch {
+        entry.set_inspect_state(inspect::word::CUT);
+        return r;
+    }
     entry.update_decision(cached(cx, r));
     r
+}
+
+/// The decision on a live flow (inspection word `word`) under the policy in force: as
+/// for a new connection, except that an allowed flow whose service now names an
+/// application the flow was never checked as is `deny:app-mismatch` (a reload that adds
+/// or changes an `app`): its stream cannot be read from the middle.
+pub(crate) fn redecide(cx: &Cx<'_>, opening: &Opening, word: u8) -> Reason {
+    let d = decide(cx, opening);
+    if d.reason.allowed() && !inspect::word::covers(word, d.app) {
+        Reason::AppMismatch
+    } else {
+        d.reason
+    }
 }

@@ -69,7 +69,7 @@ impl Engine {
                 let port = loaded.policy.ports().get(usize::from(ingress.port.0))?;
                 let now = Now { wall: sekisho_policy::Timestamp(now.wall.0.max(loaded.since)), ..now };
                 let monitor = loaded.policy.mode() == Mode::Monitor;
-                // `decide` counts nothing and inspects nothing: the shard and the
+                // `redecide` counts nothing and inspects nothing: the shard and the
                 // finding stay untouched.
                 let cx = Cx {
                     engine: self,
@@ -81,7 +81,7 @@ impl Engine {
                     meta: FrameMeta::default(),
                     shard: Shard { counters: &self.counters, exclusive: false, finding: &finding },
                 };
-                Some(decide::decide(&cx, &opening).reason)
+                Some(decide::redecide(&cx, &opening, entry.inspect_state()))
             };
             let (Some(before), Some(after)) = (judge(&current), judge(&proposed)) else { return };
             if crosses(before, current.policy.mode()) && !crosses(after, candidate.mode()) {

@@ -318,20 +318,23 @@ fn neighbour_discovery_and_dhcp_stay_on_the_link() {
 #[test]
 fn fragments_follow_their_first_fragment() {
     let e = engine();
-    let (s, d) = ("198.18.20.5".parse().unwrap(), "198.18.40.53".parse().unwrap());
+    // A service that names no application (a datagram under inspection is never
+    // fragmented): management to a sanitiser.
+    let (m, d) = ("198.18.50.7".parse().unwrap(), "198.18.40.53".parse().unwrap());
     let dns = udp_datagram(5353, 53, &dns_query(7, "a-name.of.some.length.lgwan.example", 1));
     let first = eth(
         0x0800,
-        &ipv4(s, d, 17, V4Opts { id: 77, more_fragments: true, ..V4Opts::default() }, &dns[..40]),
+        &ipv4(m, d, 17, V4Opts { id: 77, more_fragments: true, ..V4Opts::default() }, &dns[..40]),
     );
     let later =
-        eth(0x0800, &ipv4(s, d, 17, V4Opts { id: 77, frag_offset: 5, ..V4Opts::default() }, &dns[40..]));
+        eth(0x0800, &ipv4(m, d, 17, V4Opts { id: 77, frag_offset: 5, ..V4Opts::default() }, &dns[40..]));
     let orphan =
-        eth(0x0800, &ipv4(s, d, 17, V4Opts { id: 78, frag_offset: 5, ..V4Opts::default() }, &dns[40..]));
-    expect(&e, NOW, inside("lgwan"), &later, Drop, "deny:fragment");
-    expect(&e, NOW, inside("lgwan"), &first, Forward, "allow:rule:lgwan-dns");
-    expect(&e, NOW, inside("lgwan"), &later, Forward, "allow:rule:lgwan-dns");
-    expect(&e, NOW, inside("lgwan"), &orphan, Drop, "deny:fragment");
+        eth(0x0800, &ipv4(m, d, 17, V4Opts { id: 78, frag_offset: 5, ..V4Opts::default() }, &dns[40..]));
+    expect(&e, NOW, inside("management"), &later, Drop, "deny:fragment");
+    expect(&e, NOW, inside("management"), &first, Forward, "allow:rule:mgmt-any");
+    expect(&e, NOW, inside("management"), &later, Forward, "allow:rule:mgmt-any");
+    expect(&e, NOW, inside("management"), &orphan, Drop, "deny:fragment");
+    let s = "198.18.20.5".parse().unwrap();
     // A first fragment that is denied does not open the door for the rest.
     let n: std::net::Ipv4Addr = "203.0.113.9".parse().unwrap();
     let f1 = eth(

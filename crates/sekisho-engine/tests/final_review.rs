@@ -561,12 +561,12 @@ fn finding_an_http2_connect_after_the_preface_is_not_checked() {
     c.client_refused(&h2, "deny:app-mismatch");
 }
 
-/// DNS over UDP: a fragmented query is checked by its first fragment (a message that
-/// may end early), and the later fragments follow the flow unread — up to 64 KB of any
-/// bytes to the DNS server under `app = "dns"`. Not fixed (a query never needs to be
-/// fragmented; large answers may be).
+/// DNS over UDP: a fragmented query was checked by its first fragment (a message that
+/// may end early), and the later fragments followed the flow unread — up to 64 KB of any
+/// bytes to the DNS server under `app = "dns"`. Fixed: a fragment of a datagram under
+/// inspection is `deny:fragment` (a query never needs to be fragmented; resolvers keep
+/// answers under 1,232 bytes or retry over TCP).
 #[test]
-#[ignore = "finding: later fragments of a DNS datagram are not checked"]
 fn finding_later_fragments_of_a_dns_query_are_not_checked() {
     let e = review_engine();
     let (l, dns) = (LG_TERM.parse().unwrap(), "198.18.40.53".parse().unwrap());
@@ -584,22 +584,46 @@ fn finding_later_fragments_of_a_dns_query_are_not_checked() {
         0x0800,
         &ipv4(l, dns, 17, V4Opts { id: 91, frag_offset: 6, ..V4Opts::default() }, &datagram[48..]),
     );
-    let dns_rule = "allow:rule:lgwan-dns";
-    crossing(&e, NOW, &first, &[(inside("lgwan"), dns_rule), (outside("sanitization"), dns_rule)]);
+    expect(&e, NOW, inside("lgwan"), &first, Drop, "deny:fragment");
     expect(&e, NOW, inside("lgwan"), &later, Drop, "deny:fragment");
+    // The same query unfragmented is a DNS message like any other.
+    let whole = ip_frame(LG_TERM, "198.18.40.53", 17, 64, &datagram);
+    let dns_rule = "allow:rule:lgwan-dns";
+    crossing(&e, NOW, &whole, &[(inside("lgwan"), dns_rule), (outside("sanitization"), dns_rule)]);
 }
 
 /// A reload that puts an `app` on a service re-decides every flow, but the flows opened
 /// before it keep their inspection word ("nothing to check"): a web-isolation connection
 /// opened under `app = "any"` carries a CONNECT after the reload to `app = "http"`.
-/// Not fixed: such a flow would have to be cut (its stream cannot be read from its middle).
+/// Fixed: such a flow is cut at its next packet (`deny:app-mismatch`; its stream cannot be
+/// read from the middle), and the reload's review counts it.
 #[test]
-#[ignore = "finding: flows opened before a reload that adds an app are never inspected"]
 fn finding_a_reload_that_adds_an_app_leaves_open_flows_unchecked() {
     let e = Engine::new(policy(&review_policy("any")));
     let mut c = Leg::open(&e, (LG_TERM, 53_100), (PROXY, 8080), ("lgwan", "sanitization"), WEB);
-    e.reload(policy(&review_policy("http"))).unwrap();
+    let http = policy(&review_policy("http"));
+    let review = e.review(&http, Now::at(NOW));
+    // One flow per port the connection crosses (lgwan's and the sanitiser's).
+    assert_eq!((review.cut, review.cut_by_code().collect::<Vec<_>>()), (2, vec![("deny:app-mismatch", 2)]));
+    e.reload(http).unwrap();
     c.client_refused(b"CONNECT mail.example.net:25 HTTP/1.1\r\n\r\n", "deny:app-mismatch");
+}
+
+/// The other side of the fix: a flow already checked as its service's application keeps
+/// going across a reload that leaves the application as it is, and one whose service
+/// stops naming an application too.
+#[test]
+fn fixes_keep_checked_flows_across_reloads_that_keep_or_drop_their_app() {
+    let e = Engine::new(policy(&review_policy("http")));
+    let mut c = Leg::open(&e, (LG_TERM, 53_200), (PROXY, 8080), ("lgwan", "sanitization"), WEB);
+    c.client_passes(b"GET http://portal.example.lg.jp/ HTTP/1.1\r\nHost: portal.example.lg.jp\r\n\r\n");
+    c.server_passes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let same = policy(&review_policy("http"));
+    assert_eq!(e.review(&same, Now::at(NOW)).cut, 0);
+    e.reload(same).unwrap();
+    c.client_passes(b"GET http://portal.example.lg.jp/2 HTTP/1.1\r\nHost: portal.example.lg.jp\r\n\r\n");
+    e.reload(policy(&review_policy("any"))).unwrap();
+    c.server_passes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
 }
 
 // ---- held -----------------------------------------------------------------------------------

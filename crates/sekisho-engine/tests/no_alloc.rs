@@ -91,9 +91,10 @@ fn established_flows_related_packets_and_drops_allocate_nothing() {
     assert_eq!(e.process(t(0), at, &data_out).action, Action::Forward);
     assert_eq!(e.process(t(0), back, &data_back).action, Action::Forward);
     assert_eq!(e.inspection_stats().active, 0, "the mail flow's inspection is over: its state is gone");
-    // A DNS query in two fragments, and a port-unreachable error about it from the
-    // server itself.
-    let (l, d) = ("198.18.20.5".parse().unwrap(), "198.18.40.53".parse().unwrap());
+    // A datagram in two fragments (management to a sanitiser: a service that names no
+    // application, as a datagram under inspection is never fragmented), and a
+    // port-unreachable error about it from the server itself.
+    let (l, d) = ("198.18.50.7".parse().unwrap(), "198.18.40.53".parse().unwrap());
     let dns = udp_datagram(5353, 53, &dns_query(77, "a-name.of.some.length.lgwan.example", 1));
     let first = eth(
         0x0800,
@@ -101,12 +102,12 @@ fn established_flows_related_packets_and_drops_allocate_nothing() {
     );
     let later =
         eth(0x0800, &ipv4(l, d, 17, V4Opts { id: 77, frag_offset: 5, ..V4Opts::default() }, &dns[40..]));
-    assert_eq!(e.process(t(0), inside("lgwan"), &first).action, Action::Forward);
+    assert_eq!(e.process(t(0), inside("management"), &first).action, Action::Forward);
     let quoted = ipv4(l, d, 17, V4Opts { id: 77, more_fragments: true, ..V4Opts::default() }, &dns[..40]);
-    let unreachable = icmp("198.18.40.53", "198.18.20.5", 3, 3, [0; 4], &quoted[..28], 64);
+    let unreachable = icmp("198.18.40.53", "198.18.50.7", 3, 3, [0; 4], &quoted[..28], 64);
     let denied = tcp("198.18.20.5", 1, "203.0.113.9", 443, SYN, b"");
     let mid_stream = tcp("198.18.20.5", 2, "198.18.20.6", 443, ACK, b"");
-    let third_party = icmp("198.18.40.99", "198.18.20.5", 3, 3, [0; 4], &quoted[..28], 64);
+    let third_party = icmp("198.18.40.99", "198.18.50.7", 3, 3, [0; 4], &quoted[..28], 64);
     let mapped = udp("::ffff:198.18.10.5", 1, "::ffff:198.18.10.1", 2, b"x");
     let tagged = vlan(&denied, 0x8100, 7);
     let nd = icmp("fe80::5", "ff02::1:ff00:1", 135, 0, [0; 4], &[0; 16], 255);
@@ -122,13 +123,13 @@ fn established_flows_related_packets_and_drops_allocate_nothing() {
             assert_eq!(e.process(now, at, &data_out).action, Action::Forward);
             assert_eq!(w.process(now, at, &data_out).action, Action::Forward);
             assert_eq!(e.process(now, back, &data_back).action, Action::Forward);
-            assert_eq!(e.process(now, inside("lgwan"), &later).action, Action::Forward);
-            assert_eq!(e.process(now, outside("lgwan"), &unreachable).action, Action::Forward);
+            assert_eq!(e.process(now, inside("management"), &later).action, Action::Forward);
+            assert_eq!(e.process(now, outside("management"), &unreachable).action, Action::Forward);
             assert_eq!(e.process(now, inside("lgwan"), &nd).action, Action::Forward);
             for drop in [&denied, &mid_stream, &tagged, &mapped] {
                 assert_eq!(e.process(now, inside("lgwan"), drop).action, Action::Drop);
             }
-            assert_eq!(e.process(now, outside("lgwan"), &third_party).action, Action::Drop);
+            assert_eq!(e.process(now, outside("management"), &third_party).action, Action::Drop);
         }
     });
     assert_eq!(n, 0, "allocations on the per-packet path");

@@ -684,28 +684,30 @@ fn held_icmpv6_errors_quote_through_extension_headers_and_stop_at_1280_bytes() {
 #[test]
 fn held_fragments_do_not_borrow_another_datagrams_record() {
     let e = engine();
-    let (s, d) = (LG_TERM.parse().unwrap(), DNS.parse().unwrap());
+    // Management to a sanitiser: a service that names no application (a datagram under
+    // inspection is never fragmented).
+    let (s, d) = (MGMT.parse().unwrap(), DNS.parse().unwrap());
     let dns = udp_datagram(5353, 53, &dns_query(300, "a-name.of.some.length.lgwan.example", 1));
     let first = eth(
         0x0800,
         &ipv4(s, d, 17, V4Opts { id: 300, more_fragments: true, ..V4Opts::default() }, &dns[..40]),
     );
-    assert_eq!(hops(&e, NOW, &first, &[inside("lgwan")]), ["allow:rule:lgwan-dns"]);
+    assert_eq!(hops(&e, NOW, &first, &[inside("management")]), ["allow:rule:mgmt-any"]);
     let later = |src, dst, id| {
         eth(0x0800, &ipv4(src, dst, 17, V4Opts { id, frag_offset: 5, ..V4Opts::default() }, &dns[40..]))
     };
     let other_sz = "198.18.40.54".parse().unwrap();
     let internet = NET.parse().unwrap();
-    assert_eq!(hops(&e, NOW, &later(s, d, 301), &[inside("lgwan")]), ["deny:fragment"]);
-    assert_eq!(hops(&e, NOW, &later(s, other_sz, 300), &[inside("lgwan")]), ["deny:fragment"]);
-    assert_eq!(hops(&e, NOW, &later(s, internet, 300), &[inside("lgwan")]), ["deny:fragment"]);
-    // The first fragment crossed only lg-in: sz-out has no record of it.
+    assert_eq!(hops(&e, NOW, &later(s, d, 301), &[inside("management")]), ["deny:fragment"]);
+    assert_eq!(hops(&e, NOW, &later(s, other_sz, 300), &[inside("management")]), ["deny:fragment"]);
+    assert_eq!(hops(&e, NOW, &later(s, internet, 300), &[inside("management")]), ["deny:fragment"]);
+    // The first fragment crossed only mg-in: sz-out has no record of it.
     assert_eq!(hops(&e, NOW, &later(s, d, 300), &[outside("sanitization")]), ["deny:fragment"]);
     // The same identifier the other way, and TCP at offset 1.
-    assert_eq!(hops(&e, NOW, &later(d, s, 300), &[outside("lgwan")]), ["deny:fragment"]);
+    assert_eq!(hops(&e, NOW, &later(d, s, 300), &[outside("management")]), ["deny:fragment"]);
     let tcp_off1 =
         eth(0x0800, &ipv4(s, d, 6, V4Opts { id: 300, frag_offset: 1, ..V4Opts::default() }, &[0; 16]));
-    assert_eq!(hops(&e, NOW, &tcp_off1, &[inside("lgwan")]), ["deny:malformed"]);
+    assert_eq!(hops(&e, NOW, &tcp_off1, &[inside("management")]), ["deny:malformed"]);
     // An IPv6 atomic fragment (offset 0, M = 0) is judged as the packet it is.
     let atomic = ipv6_fragment_header(17, 0, false, 7, &udp_datagram(5000, 53, b"x"));
     let frame = eth(

@@ -159,8 +159,10 @@ pub struct Finding {
 pub(crate) mod word {
     use sekisho_policy::{App, Reason};
 
-    /// Checked (or nothing to check): the fast path.
+    /// Nothing to check (the service names no application it inspects): the fast path.
     pub(crate) const CHECKED: u8 = 0;
+    /// `| code`: checked as that application, the verdict kept: the fast path too.
+    pub(crate) const CHECKED_AS: u8 = 0x80;
     /// `| code`: inspection has a state in the table.
     pub(crate) const STARTED: u8 = 0x10;
     /// `| count`: DNS over UDP, with the suspicious messages seen so far.
@@ -186,6 +188,29 @@ pub(crate) mod word {
     /// The word a new flow of `app` starts with ([`CHECKED`] when `app` is not inspected).
     pub(crate) fn pending(app: App) -> u8 {
         APPS.iter().position(|a| *a == app).map_or(CHECKED, |i| i as u8 + 1)
+    }
+
+    /// The word of a flow whose check as `app` is over, its verdict kept.
+    pub(crate) fn checked(app: App) -> u8 {
+        match pending(app) {
+            CHECKED => CHECKED,
+            code => CHECKED_AS | code,
+        }
+    }
+
+    /// Whether a flow with `word` has been (or is being) checked as `app` — what a
+    /// re-decision under a reloaded policy now asks of it. A flow opened while its service
+    /// named no application, or another one, was never read as `app`, and its stream
+    /// cannot be read from the middle.
+    pub(crate) fn covers(word: u8, app: App) -> bool {
+        let code = pending(app);
+        if code == CHECKED {
+            return true;
+        }
+        if is_dns_udp(word) {
+            return app == App::Dns;
+        }
+        word != CHECKED && word & 0x0f == code
     }
 
     /// The application of a pending or started word.
@@ -370,6 +395,7 @@ impl Inspections {
 pub(crate) fn involved(word: u8, p: &Packet<'_>) -> bool {
     match word {
         word::CHECKED => false,
+        w if w & 0xf0 == word::CHECKED_AS => false,
         w if w & 0xf0 == word::STARTED => true,
         // A TCP fragment (its data may all be in later fragments) or an urgent pointer
         // (it marks a byte, here or later, that the receiver takes out of the stream)
@@ -450,9 +476,10 @@ pub(crate) fn packet(
     let rst = p.seg.is_some_and(|s| s.flags & sekisho_flow::tcp_flags::RST != 0);
     // A RST's data is never delivered: nothing to inspect.
     let data = if rst { &[][..] } else { p.payload };
-    if p.fragmented() && tcp {
-        // Also a first fragment that ends with the TCP header: the data in its later
-        // fragments would follow the flow unread.
+    if p.fragmented() {
+        // Also a first fragment that ends with the TCP header, or a datagram's first
+        // piece that reads as a whole message: the data in the later fragments would
+        // follow the flow unread.
         bump(&c.fragments);
         return Reason::Fragment;
     }
@@ -461,11 +488,9 @@ pub(crate) fn packet(
         // byte out of the stream, so the bytes it delivers are not the bytes inspected.
         return Reason::Malformed;
     }
-    if !data.is_empty() {
-        if !p.fragmented() && !cx.meta.checksum_partial && !p.checksum_ok() {
-            bump(&c.bad_checksum);
-            return Reason::Malformed;
-        }
+    if !data.is_empty() && !cx.meta.checksum_partial && !p.checksum_ok() {
+        bump(&c.bad_checksum);
+        return Reason::Malformed;
     }
     if !tcp {
         if !track::observe(cx, flows, entry, p, from_initiator) {
@@ -509,7 +534,7 @@ fn segment(
             let app = word::app(word);
             let env = env(cx, entry, &p.key, reason);
             let Some(validator) = Validator::new(app, &env) else {
-                entry.set_inspect_state(word::CHECKED);
+                entry.set_inspect_state(word::checked(app));
                 return if track::observe(cx, flows, entry, p, from_initiator) {
                     reason
                 } else {
@@ -600,12 +625,13 @@ fn segment(
         identify(cx, &mut stream, reason, true);
     }
     if done || closed || cut {
+        let app = stream.app;
         drop(stream);
         if table.remove(&p.key) {
             bump(&c.released);
         }
         if done && !cut {
-            entry.set_inspect_state(word::CHECKED);
+            entry.set_inspect_state(word::checked(app));
         }
     }
     verdict
@@ -763,7 +789,7 @@ fn datagram(cx: &Cx<'_>, entry: &FlowEntry, p: &Packet<'_>, from_initiator: bool
                 && p.payload.starts_with(&[0xff, 0xff, 0xff, 0xff])
                 && p.payload.get(6..8).is_some_and(|f| u16::from_be_bytes([f[0], f[1]]) & 0x0001 != 0);
             if syn {
-                entry.set_inspect_state(word::CHECKED);
+                entry.set_inspect_state(word::checked(App::Rdp));
                 found(cx, reason, finding(FindingKind::Identified, Seen::Rdp, ""), false);
                 reason
             } else {
@@ -781,7 +807,7 @@ fn datagram(cx: &Cx<'_>, entry: &FlowEntry, p: &Packet<'_>, from_initiator: bool
             }
         }
         _ => {
-            entry.set_inspect_state(word::CHECKED);
+            entry.set_inspect_state(word::checked(app));
             reason
         }
     }
