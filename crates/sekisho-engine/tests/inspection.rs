@@ -364,7 +364,10 @@ fn alpha_prime_passes_a_client_hello_to_a_listed_name_split_over_segments() {
         let v = split(&mut c, &h, parts);
         assert_eq!((v.action, name(&e, &v).as_str()), (Forward, BREAKOUT), "{name_} in {parts}");
         assert_eq!(v.finding.map(|f| f.kind), None, "the server's side is still to come");
-        let v = c.server(&[0x16, 0x03, 0x03, 0x00, 0x7a, 0x02]);
+        // The ServerHello's start, to its random: not a HelloRetryRequest.
+        let mut server_hello = vec![0x16, 0x03, 0x03, 0x00, 0x7a, 0x02, 0x00, 0x00, 0x76, 0x03, 0x03];
+        server_hello.extend([0x11; 32]);
+        let v = c.server(&server_hello);
         assert_eq!(v.finding.map(|f| (f.kind, f.seen)), Some((FindingKind::Identified, Seen::Tls)));
     }
 }

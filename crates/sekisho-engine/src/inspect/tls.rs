@@ -2,7 +2,8 @@
 //! layer may split it into several records, the network into several segments), its
 //! server name (SNI), ALPN and an Encrypted Client Hello are read out; the server's first
 //! record must be a handshake or an alert record. A service with `sni_allow` passes only a
-//! ClientHello whose server name is on the list: no name, an IP literal or ECH are refused.
+//! ClientHello whose server name is on the list: no name, an IP literal or ECH are refused;
+//! after a HelloRetryRequest the second ClientHello is checked alike.
 
 use std::net::IpAddr;
 
@@ -388,23 +389,100 @@ pub(crate) fn server_step(data: &[u8]) -> Step {
     }
 }
 
-/// The TLS validator: the ClientHello, then the server's first record.
+/// The random of a ServerHello that is a HelloRetryRequest (RFC 8446 section 4.1.3).
+const HRR_RANDOM: [u8; 32] = [
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2,
+    0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+];
+const SERVER_HELLO: u8 = 2;
+const CHANGE_CIPHER_SPEC: u8 = 20;
+
+/// Whether the server's first record is a HelloRetryRequest: `Ok(None)` until its
+/// ServerHello's random has arrived.
+fn hello_retry(data: &[u8]) -> Parse<Option<bool>> {
+    if data.first() != Some(&HANDSHAKE) {
+        // An alert or an SSLv2 ServerHello: no retry.
+        return Ok(Some(false));
+    }
+    // Record header (5), handshake type and length (4), legacy version (2), random (32).
+    let Some(h) = data.get(..43) else { return Ok(None) };
+    if h[5] != SERVER_HELLO {
+        return Err("server's first handshake message is not a ServerHello");
+    }
+    Ok(Some(h[11..43] == HRR_RANDOM))
+}
+
+/// The TLS validator: the ClientHello, then the server's first record. Where the
+/// service checks server names, the client side stays open until the server's
+/// ServerHello says whether it asks for a second ClientHello (a HelloRetryRequest),
+/// whose server name is checked too.
 #[derive(Debug, Default)]
 pub(crate) struct Tls {
     done: [bool; 2],
+    /// The first ClientHello passed the server-name rule; its answer is awaited.
+    first_hello: bool,
+    /// The server's answer: a HelloRetryRequest or not.
+    retry: Option<bool>,
 }
 
 impl Tls {
     pub(crate) fn finished(&self, from_initiator: bool) -> bool {
-        self.done[side(from_initiator)]
+        if from_initiator {
+            self.done[0] || (self.first_hello && self.retry == Some(false))
+        } else {
+            self.done[1]
+        }
     }
 
     pub(crate) fn feed(&mut self, env: &Env<'_>, from_initiator: bool, data: &[u8]) -> Step {
-        let step = if from_initiator { client_step(env, data) } else { server_step(data) };
+        let names = env.service.is_some_and(|s| !s.sni_allow.is_empty());
+        let step = match (from_initiator, names) {
+            (true, true) => self.client_checking_names(env, data),
+            (true, false) => client_step(env, data),
+            (false, true) => match hello_retry(data) {
+                Err(why) => Step::mismatch(identify::guess(data, false), why),
+                Ok(None) => Step::more(0),
+                Ok(Some(retry)) => {
+                    self.retry = Some(retry);
+                    server_step(data)
+                }
+            },
+            (false, false) => server_step(data),
+        };
         if step.outcome == Outcome::Done {
             self.done[side(from_initiator)] = true;
         }
         step
+    }
+
+    /// The client's side where server names are checked: the first ClientHello; after a
+    /// HelloRetryRequest, a change-cipher-spec record (middlebox compatibility) and the
+    /// second ClientHello, checked alike. Bytes after the first hello wait (unconsumed,
+    /// within the depth) until the server's answer is known.
+    fn client_checking_names(&mut self, env: &Env<'_>, data: &[u8]) -> Step {
+        if !self.first_hello {
+            let step = client_step(env, data);
+            if step.outcome != Outcome::Done {
+                return step;
+            }
+            self.first_hello = true;
+            return Step::more(step.consumed);
+        }
+        match self.retry {
+            None => Step::more(0),
+            Some(false) => Step::done(0),
+            Some(true) => {
+                let Some(h) = data.get(..5) else { return Step::more(0) };
+                if h[0] == CHANGE_CIPHER_SPEC {
+                    let len = usize::from(u16::from_be_bytes([h[3], h[4]]));
+                    if len != 1 {
+                        return Step::mismatch(Seen::Unknown, "change cipher spec record of wrong length");
+                    }
+                    return if data.len() >= 6 { Step::more(6) } else { Step::more(0) };
+                }
+                client_step(env, data)
+            }
+        }
     }
 
     pub(crate) fn at_depth(&self, env: &Env<'_>, from_initiator: bool) -> Outcome {
