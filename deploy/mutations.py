@@ -62,6 +62,7 @@ M = [
  ("37 the second ClientHello unchecked", "crates/sekisho-engine/src/inspect/tls.rs", "            Some(true) => {\n                let Some(h) = data.get(..5)", "            Some(true) => Step::done(0),\n            Some(_) => {\n                let Some(h) = data.get(..5)"),
  ("39 a reload's new app leaves open flows unchecked", "crates/sekisho-engine/src/decide.rs", "if d.reason.allowed() && !inspect::word::covers(word, d.app) {", "if false {"),
  ("40 fragments of inspected datagrams pass", "crates/sekisho-engine/src/inspect/mod.rs", "    if p.fragmented() {\n        // Also a first fragment", "    if p.fragmented() && p.seg.is_some() {\n        // Also a first fragment"),
+ ("41 freed checks forget the checked bytes", "crates/sekisho-engine/src/inspect/mod.rs", "    start < acked.min(cx.engine.inspections.depth as u32)", "    start < acked.min(0)"),
  ("42 offload placement unchecked", "crates/sekisho-engine/src/lib.rs", "usize::from(start) == at && offset == checksum_at", "true"),
  ("29 a full inspection table lets data through", "crates/sekisho-engine/src/inspect/mod.rs", "bump(&c.table_full);\n                    return Reason::FlowTableFull;", "bump(&c.table_full);\n                    return reason;"),
 ]

@@ -204,6 +204,11 @@ fn existing(
     if reason.allowed() && inspect::involved(word, p) {
         return inspect::packet(cx, flows, entry, p, from_initiator, reason);
     }
+    if word & 0xf0 == inspect::word::CHECKED_AS
+        && inspect::repeats_checked_bytes(cx, entry, p, from_initiator)
+    {
+        return Reason::OutOfWindow;
+    }
     match observe(cx, flows, entry, p, from_initiator) {
         false if reason.allowed() => Reason::OutOfWindow,
         _ => reason,

@@ -497,10 +497,10 @@ fn retried<'e>(e: &'e Engine, port: u16, hrr: &[u8]) -> Leg<'e> {
 /// accomplice on the internet, spoofing the cloud server, acknowledges it and sends a
 /// TLS record header: both directions are done and "delivered", the state is freed, and
 /// a hello for any name at the same sequence number crosses both ports unread — the
-/// first bytes the real server ever gets. Not fixed: once freed, nothing remembers what
-/// was inspected.
+/// first bytes the real server ever gets. Fixed: once a flow's check is over, a segment
+/// carrying acknowledged bytes of the checked beginning is refused (a real receiver has
+/// them already).
 #[test]
-#[ignore = "finding: a forged acknowledgement from the receiver's side frees the state; the decoy is then replaced"]
 fn finding_a_forged_acknowledgement_lets_a_decoy_be_replaced_on_alpha_prime() {
     let e = review_engine();
     let c = breakout(&e, 50_400);
@@ -511,19 +511,15 @@ fn finding_a_forged_acknowledgement_lets_a_decoy_be_replaced_on_alpha_prime() {
     crossing(&e, NOW, &decoy, &[(inside("lgwan"), BREAKOUT), (outside("internet"), BREAKOUT)]);
     // The accomplice, as the cloud server: acknowledges the decoy, sends a record header.
     let acked = start.wrapping_add(good.len() as u32);
+    // The ServerHello's start, to its random (not a retry).
+    let mut server_hello = vec![0x16, 0x03, 0x03, 0x00, 0x7a, 0x02, 0x00, 0x00, 0x76, 0x03, 0x03];
+    server_hello.extend([0x11; 32]);
     let forged = ip_frame(
         CLOUD,
         LG_TERM,
         6,
         64,
-        &tcp_segment_seq(
-            443,
-            50_400,
-            ACK | PSH,
-            c.c.server_next(),
-            acked,
-            &[0x16, 0x03, 0x03, 0x00, 0x7a, 0x02],
-        ),
+        &tcp_segment_seq(443, 50_400, ACK | PSH, c.c.server_next(), acked, &server_hello),
     );
     c.server_crosses(&forged);
     // The terminal acknowledges the record header: every inspected byte is "delivered".
@@ -532,13 +528,23 @@ fn finding_a_forged_acknowledgement_lets_a_decoy_be_replaced_on_alpha_prime() {
         CLOUD,
         6,
         64,
-        &tcp_segment_seq(50_400, 443, ACK, acked, c.c.server_next().wrapping_add(6), b""),
+        &tcp_segment_seq(
+            50_400,
+            443,
+            ACK,
+            acked,
+            c.c.server_next().wrapping_add(server_hello.len() as u32),
+            b"",
+        ),
     );
     c.client_crosses(&ack);
     assert_eq!(e.inspection_stats().active, 0, "both states freed");
     // The real hello, another name, at the decoy's place.
     let evil = c.client_raw(ACK | PSH, start, 64, 0, &hello(&[sni("evil.example.net")]));
-    expect(&e, NOW, inside("lgwan"), &evil, Drop, "deny:app-mismatch");
+    expect(&e, NOW, inside("lgwan"), &evil, Drop, "deny:out-of-window");
+    // Data after the checked beginning still flows.
+    let next = c.client_raw(ACK | PSH, acked, 64, 0, &[0x17, 0x03, 0x03, 0x00, 0x01, 0x00]);
+    crossing(&e, NOW, &next, &[(inside("lgwan"), BREAKOUT), (outside("internet"), BREAKOUT)]);
 }
 
 /// HTTP: only the first request of a connection is checked. A second one pipelined
@@ -557,10 +563,10 @@ fn finding_a_pipelined_connect_behind_a_first_request_is_not_checked() {
 
 /// HTTP/2 with prior knowledge: after the connection preface the check is done, and a
 /// HEADERS frame whose `:method` is CONNECT (HPACK, a literal) crossed to a proxy that
-/// speaks h2c, though the service does not allow CONNECT. Not fixed (HPACK would have to
-/// be decoded; refusing the preface where `allow_connect` is off is the simple way).
+/// speaks h2c, though the service does not allow CONNECT. Fixed: where `allow_connect` is
+/// off, the cleartext HTTP/2 preface itself is refused (its requests are HPACK-compressed
+/// frames the check does not decode).
 #[test]
-#[ignore = "finding: an HTTP/2 CONNECT after the h2c preface is not checked (allow_connect = false)"]
 fn finding_an_http2_connect_after_the_preface_is_not_checked() {
     let e = review_engine();
     let mut c = Leg::open(&e, (LG_TERM, 53_050), (PROXY, 8080), ("lgwan", "sanitization"), WEB);

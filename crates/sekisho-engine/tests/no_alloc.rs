@@ -86,8 +86,10 @@ fn established_flows_related_packets_and_drops_allocate_nothing() {
     let back = outside("internet");
     let t = |i: u64| Now::at(Timestamp(NOW.0 + i));
     let mut c = mail_flow_past_inspection(&e, t(0));
-    let data_out = c.client(ACK | PSH, &[b'x'; 1400]);
+    // The server's acknowledgement first: a repeat of acknowledged bytes from the checked
+    // beginning of the stream would be refused (`repeats_checked_bytes`).
     let data_back = c.server(ACK, b"");
+    let data_out = c.client(ACK | PSH, &[b'x'; 1400]);
     assert_eq!(e.process(t(0), at, &data_out).action, Action::Forward);
     assert_eq!(e.process(t(0), back, &data_back).action, Action::Forward);
     assert_eq!(e.inspection_stats().active, 0, "the mail flow's inspection is over: its state is gone");

@@ -404,6 +404,31 @@ pub(crate) fn involved(word: u8, p: &Packet<'_>) -> bool {
     }
 }
 
+/// Whether a data segment of a flow whose check is over (its state freed) carries bytes of
+/// the checked beginning of its direction — the first `[inspect] depth` bytes — that the
+/// receiver has acknowledged. Those bytes were compared against retransmissions only
+/// while the state lived; once it is freed, a "retransmission" there could carry other
+/// bytes, and the acknowledgement that freed it may have been forged by a host that
+/// claims the receiver's address (the decoy it acknowledged never arrived). A real
+/// receiver has these bytes already: refusing a repeat costs nothing, and the
+/// application exchanges that are checked answer each step, which acknowledges it again.
+#[inline]
+pub(crate) fn repeats_checked_bytes(
+    cx: &Cx<'_>,
+    entry: &FlowEntry,
+    p: &Packet<'_>,
+    from_initiator: bool,
+) -> bool {
+    let (Some(seg), Some(tracker)) = (p.seg, entry.tcp()) else { return false };
+    if p.payload.is_empty() {
+        return false;
+    }
+    let first = tracker.isn(from_initiator).wrapping_add(1);
+    let start = seg.seq.wrapping_sub(first);
+    let acked = tracker.acked(from_initiator).wrapping_sub(first);
+    start < acked.min(cx.engine.inspections.depth as u32)
+}
+
 /// The TCP URG flag.
 const URG: u16 = 0x20;
 
