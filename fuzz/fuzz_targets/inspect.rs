@@ -15,37 +15,6 @@ use sekisho_policy::{PortId, Timestamp};
 use sekisho_testkit::flags::{ACK, PSH};
 use sekisho_testkit::TcpConn;
 
-const EXTRA: &str = r#"
-[[service]]
-name = "cloud"
-proto = "tcp"
-ports = [443]
-app = "tls"
-sni_allow = ["portal.example.lg.jp", "*.example.com"]
-
-[[service]]
-name = "proxy"
-proto = "tcp"
-ports = [8080]
-app = "http"
-
-[[path]]
-name = "alpha-prime"
-method = "local-breakout"
-  [[path.leg]]
-  from = "zone:lgwan"
-  to = "203.0.113.80"
-  service = "cloud"
-
-[[path]]
-name = "web"
-method = "web-isolation"
-  [[path.leg]]
-  from = "zone:lgwan"
-  to = "198.18.40.30"
-  service = "proxy"
-"#;
-
 /// (client, server, server port, the port the client's frames enter on its inside)
 const LEGS: [(&str, &str, u16, &str); 7] = [
     ("203.0.113.7", "198.18.40.10", 25, "internet-uplink"),
@@ -60,8 +29,8 @@ const LEGS: [(&str, &str, u16, &str); 7] = [
 fn engine() -> &'static Engine {
     static E: OnceLock<Engine> = OnceLock::new();
     E.get_or_init(|| {
-        let text =
-            include_str!("../../configs/lab.toml").replace("capacity = 1_000_000", "capacity = 4096") + EXTRA;
+        let text = include_str!("../../configs/lab.toml").replace("capacity = 1_000_000", "capacity = 4096")
+            + &sekisho_testkit::breakout_and_proxy("http");
         Engine::new(sekisho_policy::load_str(&text, "lab.toml").expect("the lab policy loads"))
     })
 }

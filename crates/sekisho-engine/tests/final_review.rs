@@ -27,38 +27,7 @@ const TEXT_LEG: &str = "allow:path:mail-textify/2";
 /// The common policy plus an α' local-breakout path (lgwan → 203.0.113.80:443 by SNI) and
 /// a web-isolation leg to an HTTP proxy (lgwan → 198.18.40.30:8080, `proxy_app`).
 fn review_policy(proxy_app: &str) -> String {
-    format!(
-        r#"{POLICY}
-[[service]]
-name = "cloud"
-proto = "tcp"
-ports = [443]
-app = "tls"
-sni_allow = ["portal.example.lg.jp", "*.example.com"]
-
-[[service]]
-name = "proxy"
-proto = "tcp"
-ports = [8080]
-app = "{proxy_app}"
-
-[[path]]
-name = "alpha-prime"
-method = "local-breakout"
-  [[path.leg]]
-  from = "zone:lgwan"
-  to = "{CLOUD}"
-  service = "cloud"
-
-[[path]]
-name = "web"
-method = "web-isolation"
-  [[path.leg]]
-  from = "zone:lgwan"
-  to = "{PROXY}"
-  service = "proxy"
-"#
-    )
+    format!("{POLICY}{}", breakout_and_proxy(proxy_app))
 }
 
 fn review_engine() -> Engine {

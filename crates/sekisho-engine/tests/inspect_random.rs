@@ -15,38 +15,7 @@ use sekisho_testkit::*;
 
 /// The common policy plus a TLS service checked by server name and an HTTP proxy leg.
 fn random_policy() -> String {
-    format!(
-        r#"{POLICY}
-[[service]]
-name = "cloud"
-proto = "tcp"
-ports = [443]
-app = "tls"
-sni_allow = ["portal.example.lg.jp", "*.example.com"]
-
-[[service]]
-name = "proxy"
-proto = "tcp"
-ports = [8080]
-app = "http"
-
-[[path]]
-name = "alpha-prime"
-method = "local-breakout"
-  [[path.leg]]
-  from = "zone:lgwan"
-  to = "203.0.113.80"
-  service = "cloud"
-
-[[path]]
-name = "web"
-method = "web-isolation"
-  [[path.leg]]
-  from = "zone:lgwan"
-  to = "198.18.40.30"
-  service = "proxy"
-"#
-    )
+    format!("{POLICY}{}", breakout_and_proxy("http"))
 }
 
 /// An inspected leg: the client, the server, the zone whose port the client's frames

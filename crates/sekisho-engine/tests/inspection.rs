@@ -27,38 +27,7 @@ const WEB: &str = "allow:path:web/1";
 /// The common policy plus an α' local-breakout path (lgwan → 203.0.113.80:443 by SNI) and
 /// a web-isolation leg to an HTTP proxy (lgwan → 198.18.40.30:8080).
 fn inspection_policy() -> String {
-    format!(
-        r#"{POLICY}
-[[service]]
-name = "cloud"
-proto = "tcp"
-ports = [443]
-app = "tls"
-sni_allow = ["portal.example.lg.jp", "*.example.com"]
-
-[[service]]
-name = "proxy"
-proto = "tcp"
-ports = [8080]
-app = "http"
-
-[[path]]
-name = "alpha-prime"
-method = "local-breakout"
-  [[path.leg]]
-  from = "zone:lgwan"
-  to = "{CLOUD}"
-  service = "cloud"
-
-[[path]]
-name = "web"
-method = "web-isolation"
-  [[path.leg]]
-  from = "zone:lgwan"
-  to = "{PROXY}"
-  service = "proxy"
-"#
-    )
+    format!("{POLICY}{}", breakout_and_proxy("http"))
 }
 
 fn inspection_engine() -> Engine {

@@ -446,3 +446,42 @@ mod tests {
         assert_eq!(&t[12..16], &[0x81, 0x00, 0x00, 20]);
     }
 }
+
+/// Policy text to append to a test policy whose zones are the lab's: an α' local-breakout
+/// path (`zone:lgwan` → 203.0.113.80:443, `app = "tls"` with an `sni_allow` list of
+/// `portal.example.lg.jp` and `*.example.com`) and a web-isolation leg to an HTTP proxy
+/// (`zone:lgwan` → 198.18.40.30:8080, `app = proxy_app`).
+pub fn breakout_and_proxy(proxy_app: &str) -> String {
+    format!(
+        r#"
+[[service]]
+name = "cloud"
+proto = "tcp"
+ports = [443]
+app = "tls"
+sni_allow = ["portal.example.lg.jp", "*.example.com"]
+
+[[service]]
+name = "proxy"
+proto = "tcp"
+ports = [8080]
+app = "{proxy_app}"
+
+[[path]]
+name = "alpha-prime"
+method = "local-breakout"
+  [[path.leg]]
+  from = "zone:lgwan"
+  to = "203.0.113.80"
+  service = "cloud"
+
+[[path]]
+name = "web"
+method = "web-isolation"
+  [[path.leg]]
+  from = "zone:lgwan"
+  to = "198.18.40.30"
+  service = "proxy"
+"#
+    )
+}
