@@ -637,7 +637,7 @@ pub struct InspectionStats {
     pub window_full: u64,
     /// Inspected segments dropped for a wrong checksum.
     pub bad_checksum: u64,
-    /// TCP fragments of inspected flows refused.
+    /// Fragments (TCP or UDP) of inspected flows refused.
     pub fragments: u64,
     /// Flows cut because a retransmission differed from what was inspected.
     pub retransmission_differs: u64,
