@@ -4,7 +4,7 @@
 //! and cached by compare-and-swap.
 
 use sekisho_flow::{CachedDecision, FlowEntry, FlowKey, Socket};
-use sekisho_policy::{App, Connection, Policy, Proto, Reason, ZoneId};
+use sekisho_policy::{App, Connection, Policy, Proto, Reason, Service, ZoneId};
 use sekisho_wire::Tunnel;
 
 use crate::{ingress, inspect, reason, Cx, Side};
@@ -122,7 +122,14 @@ pub(crate) fn current(cx: &Cx<'_>, entry: &FlowEntry, key: &FlowKey, word: u8) -
         tunnel: class_tunnel(entry.class()),
         side: Side::of_origin(entry.origin()),
     };
-    let r = redecide(cx, &opening, word);
+    // What the flow was allowed under, when the policy of its decision is still known.
+    let before = match &cx.loaded.previous {
+        Some((generation, policy)) if *generation == d.generation => {
+            Before::Known(policy, reason::decode(d.verdict))
+        }
+        _ => Before::Unknown,
+    };
+    let r = redecide(cx, &opening, word, before);
     if r == Reason::AppMismatch {
         entry.set_inspect_state(inspect::word::CUT);
         return r;
@@ -132,14 +139,55 @@ pub(crate) fn current(cx: &Cx<'_>, entry: &FlowEntry, key: &FlowKey, word: u8) -
 }
 
 /// The decision on a live flow (inspection word `word`) under the policy in force: as
-/// for a new connection, except that an allowed flow whose service now names an
-/// application the flow was never checked as is `deny:app-mismatch` (a reload that adds
-/// or changes an `app`): its stream cannot be read from the middle.
-pub(crate) fn redecide(cx: &Cx<'_>, opening: &Opening, word: u8) -> Reason {
+/// for a new connection, except that an allowed flow is `deny:app-mismatch` when its
+/// service now asks for a check the flow did not get — another application (a reload
+/// that adds or changes an `app`), or the same one with other settings (`sni_allow`,
+/// `allow_connect`): its stream cannot be read again from the middle. `before`: the
+/// policy and reason the flow was last allowed under.
+pub(crate) fn redecide(cx: &Cx<'_>, opening: &Opening, word: u8, before: Before<'_>) -> Reason {
     let d = decide(cx, opening);
-    if d.reason.allowed() && !inspect::word::covers(word, d.app) {
-        Reason::AppMismatch
-    } else {
+    if !d.reason.allowed() {
+        return d.reason;
+    }
+    let checked_alike = inspect::word::covers(word, d.app)
+        && (!inspect::word::inspected(word) || same_check(before, cx.loaded.policy.service_of(d.reason)));
+    if checked_alike {
         d.reason
+    } else {
+        Reason::AppMismatch
+    }
+}
+
+/// What a live flow was last allowed under, for [`redecide`].
+#[derive(Clone, Copy)]
+pub(crate) enum Before<'a> {
+    /// The policy being decided under: its check is the one the flow got.
+    Same,
+    /// This policy, by this reason.
+    Known(&'a Policy, Reason),
+    /// No longer known (the flow idled through more than one new generation).
+    Unknown,
+}
+
+/// Whether a flow checked under `before` passes the check the service `now` asks: none
+/// at all, or the same application with settings no narrower (every `sni_allow` entry
+/// still listed, `allow_connect` not taken away). When the service it was checked under
+/// is no longer known, only settings that restrict nothing count.
+fn same_check(before: Before<'_>, now: Option<&Service>) -> bool {
+    let Some(now) = now.filter(|s| inspect::word::pending(s.app) != inspect::word::CHECKED) else {
+        return true;
+    };
+    let unrestricted = now.sni_allow.is_empty() && (now.app != App::Http || now.allow_connect);
+    match before {
+        Before::Same => true,
+        Before::Known(policy, reason) => policy.service_of(reason).is_some_and(|old| {
+            let names_kept = if old.sni_allow.is_empty() {
+                now.sni_allow.is_empty()
+            } else {
+                old.sni_allow.iter().all(|n| now.sni_allow.contains(n))
+            };
+            old.app == now.app && names_kept && (old.allow_connect <= now.allow_connect)
+        }),
+        Before::Unknown => unrestricted,
     }
 }

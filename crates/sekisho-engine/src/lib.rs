@@ -279,6 +279,9 @@ pub struct Loaded {
     /// Each path's first flat leg index ([`Policy::leg_index`]), at hand for counting
     /// every packet of a path leg without going through the policy.
     leg_base: Arc<[u32]>,
+    /// The generation before this one and its policy: what a flow decided then was
+    /// checked under, when a re-decision asks whether its check still holds.
+    previous: Option<(u32, Arc<Policy>)>,
 }
 
 /// Each path's first flat leg index in `policy`.
@@ -446,6 +449,7 @@ impl Engine {
                 next_expiry,
                 since: 0,
                 policy_id: 1,
+                previous: None,
             }),
             next_generation: AtomicU32::new(2),
             flows,
@@ -508,6 +512,7 @@ impl Engine {
             next_expiry,
             since: 0,
             policy_id,
+            previous: Some((current.generation, current.policy.clone())),
         }));
         Ok(generation)
     }
@@ -527,6 +532,7 @@ impl Engine {
             since: l.next_expiry,
             policy_id: l.policy_id,
             leg_base: l.leg_base.clone(),
+            previous: Some((l.generation, l.policy.clone())),
         };
         // If another thread moved first (expiry or reload), its policy stands.
         let _ = self.loaded.compare_and_swap(&l, Arc::new(next));

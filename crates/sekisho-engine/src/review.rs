@@ -47,6 +47,7 @@ impl Engine {
             since: 0,
             policy_id: 0,
             leg_base: crate::leg_base(candidate),
+            previous: None,
         };
         let mut review = Review { flows: 0, cut: 0, by_reason: [0; Reason::CODES.len()] };
         let timeouts = *self.flows.timeouts();
@@ -65,7 +66,8 @@ impl Engine {
                 side: ingress.side,
             };
             let finding = std::cell::Cell::new(None);
-            let judge = |loaded: &Loaded| {
+            // Under the candidate, the flow was checked under the policy in force.
+            let judge = |loaded: &Loaded, before: decide::Before<'_>| {
                 let port = loaded.policy.ports().get(usize::from(ingress.port.0))?;
                 let now = Now { wall: sekisho_policy::Timestamp(now.wall.0.max(loaded.since)), ..now };
                 let monitor = loaded.policy.mode() == Mode::Monitor;
@@ -81,9 +83,12 @@ impl Engine {
                     meta: FrameMeta::default(),
                     shard: Shard { counters: &self.counters, exclusive: false, finding: &finding },
                 };
-                Some(decide::redecide(&cx, &opening, entry.inspect_state()))
+                Some(decide::redecide(&cx, &opening, entry.inspect_state(), before))
             };
-            let (Some(before), Some(after)) = (judge(&current), judge(&proposed)) else { return };
+            let Some(before) = judge(&current, decide::Before::Same) else { return };
+            let Some(after) = judge(&proposed, decide::Before::Known(&current.policy, before)) else {
+                return;
+            };
             if crosses(before, current.policy.mode()) && !crosses(after, candidate.mode()) {
                 review.cut += 1;
                 review.by_reason[after.index()] += 1;

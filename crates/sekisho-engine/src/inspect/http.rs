@@ -45,6 +45,18 @@ fn is_field(line: &[u8]) -> bool {
         && line[colon + 1..].iter().all(|b| *b == b'\t' || *b >= 0x20 && *b != 0x7f)
 }
 
+/// Whether a header field line is an `Upgrade` naming `h2c` (RFC 7540 section 3.2):
+/// cleartext HTTP/2 after the server's 101, whose requests this check does not read.
+fn upgrades_to_h2c(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|b| *b == b':') else { return false };
+    line[..colon].eq_ignore_ascii_case(b"upgrade")
+        && line[colon + 1..].split(|b| *b == b',').any(|token| {
+            let token = token.trim_ascii();
+            let name = token.split(|b| *b == b'/').next().unwrap_or(token);
+            name.eq_ignore_ascii_case(b"h2c")
+        })
+}
+
 /// What the first bytes of a request line may be: an uppercase method token.
 fn could_be_request(data: &[u8]) -> bool {
     let token = data
@@ -158,6 +170,13 @@ impl Http {
                     }
                     if count >= MAX_FIELDS {
                         return Step::mismatch(Seen::Http, "too many HTTP header fields");
+                    }
+                    if from_initiator && !env.allow_connect() && upgrades_to_h2c(line) {
+                        // The same HTTP/2 as the preface, reached after a 101.
+                        return Step::mismatch(
+                            Seen::Http,
+                            "upgrade to HTTP/2 without TLS where CONNECT is not allowed",
+                        );
                     }
                     self.phase[d] = Phase::Fields(count + 1);
                 }

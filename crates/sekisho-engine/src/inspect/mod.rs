@@ -213,6 +213,12 @@ pub(crate) mod word {
         word != CHECKED && word & 0x0f == code
     }
 
+    /// Whether the flow's bytes were (or are being) read by a check: checked as an
+    /// application, or started.
+    pub(crate) fn inspected(word: u8) -> bool {
+        matches!(word & 0xf0, CHECKED_AS | STARTED)
+    }
+
     /// The application of a pending or started word.
     pub(crate) fn app(word: u8) -> App {
         usize::from(word & 0x0f).checked_sub(1).and_then(|i| APPS.get(i)).copied().unwrap_or(App::Any)
@@ -423,10 +429,16 @@ pub(crate) fn repeats_checked_bytes(
     if p.payload.is_empty() {
         return false;
     }
+    // Offsets from the first data byte, signed: a segment may start before it (at the
+    // SYN's own number, or a window back) and still carry the checked beginning — the
+    // receiver takes its bytes from its first data byte on. Before the receiver's first
+    // acknowledgement, `acked` is one byte before the stream (nothing acknowledged).
     let first = tracker.isn(from_initiator).wrapping_add(1);
-    let start = seg.seq.wrapping_sub(first);
-    let acked = tracker.acked(from_initiator).wrapping_sub(first);
-    start < acked.min(cx.engine.inspections.depth as u32)
+    let start = i64::from(seg.seq.wrapping_sub(first) as i32);
+    let end = start + p.payload.len() as i64;
+    let acked = i64::from(tracker.acked(from_initiator).wrapping_sub(first) as i32);
+    let checked = acked.min(cx.engine.inspections.depth as i64);
+    start < checked && end > 0
 }
 
 /// The TCP URG flag.
@@ -501,10 +513,11 @@ pub(crate) fn packet(
     let rst = p.seg.is_some_and(|s| s.flags & sekisho_flow::tcp_flags::RST != 0);
     // A RST's data is never delivered: nothing to inspect.
     let data = if rst { &[][..] } else { p.payload };
-    if p.fragmented() {
+    if p.fragmented() || (!tcp && cx.meta.gso != crate::Gso::None) {
         // Also a first fragment that ends with the TCP header, or a datagram's first
         // piece that reads as a whole message: the data in the later fragments would
-        // follow the flow unread.
+        // follow the flow unread. A UDP super-datagram likewise: it is split after the
+        // gate into datagrams of its own, each a message the check never read as one.
         bump(&c.fragments);
         return Reason::Fragment;
     }
@@ -689,6 +702,8 @@ fn inspect(
             bump(&c.window_full);
             return Reason::OutOfWindow;
         }
+        // Bytes inspected and dropped as acknowledged (class 41, while the check lives).
+        Accept::Acknowledged => return Reason::OutOfWindow,
         Accept::Differs => {
             bump(&c.retransmission_differs);
             let f = finding(

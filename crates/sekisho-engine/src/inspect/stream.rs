@@ -20,6 +20,10 @@ pub(crate) enum Accept {
     Differs,
     /// No room: the receiver has not acknowledged enough of what was inspected.
     WindowFull,
+    /// The segment carries inspected bytes that were dropped as acknowledged: they can no
+    /// longer be compared, and the acknowledgement may have been forged by a host claiming
+    /// the receiver's address (a real receiver has them already).
+    Acknowledged,
 }
 
 /// One direction's inspected bytes.
@@ -28,6 +32,9 @@ pub(crate) struct Dir {
     buf: Box<[u8]>,
     /// The sequence number of `buf[0]`.
     base: u32,
+    /// Bytes inspected and dropped as acknowledged, in all: the `dropped` sequence
+    /// numbers before `base` (a count, not a number: the text leg has no end).
+    dropped: u64,
     /// Bytes held: sequence numbers `[base, base + len)`.
     len: usize,
     /// The validator has read `buf[..consumed]`.
@@ -55,6 +62,7 @@ impl Dir {
         Dir {
             buf: vec![0; capacity].into_boxed_slice(),
             base: 0,
+            dropped: 0,
             len: 0,
             consumed: 0,
             started: false,
@@ -102,6 +110,7 @@ impl Dir {
         self.len -= drop;
         self.consumed -= drop;
         self.base = self.base.wrapping_add(drop as u32);
+        self.dropped += drop as u64;
     }
 
     /// Takes the data of a segment starting at sequence number `seq`; `acked` is the
@@ -117,6 +126,11 @@ impl Dir {
         let overlap = behind.min(payload.len());
         let from_base = i64::from(seq.wrapping_sub(self.base) as i32);
         let skip = usize::try_from(-from_base).unwrap_or(0).min(overlap);
+        // The segment's `skip` bytes before `base` end `-from_base - skip` bytes before it;
+        // the last `dropped` bytes before it were inspected.
+        if skip > 0 && ((-from_base) as u64) < self.dropped + skip as u64 {
+            return Accept::Acknowledged;
+        }
         if skip < overlap {
             let at = usize::try_from(from_base + skip as i64).unwrap_or(0);
             let held = self.buf.get(at..at + (overlap - skip));
@@ -183,7 +197,12 @@ mod tests {
         assert_eq!(d.accept(3, b"ghij", u32::MAX - 2), Accept::WindowFull, "nothing acknowledged yet");
         assert_eq!(d.accept(3, b"ghij", 1), Accept::New, "four acknowledged: room");
         assert_eq!(d.unread(), b"ghij");
-        assert_eq!(d.accept(0, b"def", 1), Accept::Nothing, "acknowledged bytes are not compared");
+        assert_eq!(
+            d.accept(0, b"def", 1),
+            Accept::Acknowledged,
+            "acknowledged bytes dropped are not compared: refused"
+        );
         assert_eq!(d.accept(1, b"fX", 1), Accept::Differs);
+        assert_eq!(d.accept(u32::MAX - 4, b"ab", 1), Accept::Nothing, "before the stream");
     }
 }
