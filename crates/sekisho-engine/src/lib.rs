@@ -155,10 +155,11 @@ pub struct PacketInfo {
 /// sending host left for whoever sends the frame on (the vnet header).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrameMeta {
-    /// The frame's transport checksum is not computed yet: the sending host offloaded it
-    /// and its kernel completes it on the way out (`VIRTIO_NET_HDR_F_NEEDS_CSUM` in the
-    /// vnet header). Such a frame came from a local socket of that host, not from the
-    /// wire, so the checksum is not verified.
+    /// The frame's transport checksum is not computed yet (`VIRTIO_NET_HDR_F_NEEDS_CSUM`
+    /// in the vnet header): whoever sends the frame on completes it over these bytes, or
+    /// a receiver on the same host takes it as checked, so the receiver accepts exactly
+    /// these bytes and the checksum is not verified. Who set the flag does not matter;
+    /// where the checksum goes does ([`FrameMeta::checksum_at`]).
     pub checksum_partial: bool,
     /// Where the checksum will be computed from and written to (the vnet header's
     /// `csum_start`, from the frame's first byte, and `csum_offset`, from there), when the
