@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sekisho_engine::{Action, Engine};
 use sekisho_testkit::flags::*;
-use sekisho_testkit::{tcp, TcpConn};
+use sekisho_testkit::{tcp, tls, TcpConn};
 use support::{established_mail_flow, inside, lab_engine, sides, NOW};
 
 fn established(c: &mut Criterion) {
@@ -101,30 +101,12 @@ method = "file-sanitize"
     Engine::new(sekisho_policy::load_str(&text, "bench.toml").expect("the bench policy loads"))
 }
 
-/// A ClientHello of `size` bytes or so naming portal.example.lg.jp (post-quantum sized).
+/// A ClientHello of `size` bytes or so naming portal.example.lg.jp (post-quantum sized):
+/// its server name and a padding extension.
 fn client_hello(size: usize) -> Vec<u8> {
-    let name = b"portal.example.lg.jp";
-    let mut ext = vec![0, 0];
-    ext.extend(((name.len() + 5) as u16).to_be_bytes());
-    ext.extend(((name.len() + 3) as u16).to_be_bytes());
-    ext.push(0);
-    ext.extend((name.len() as u16).to_be_bytes());
-    ext.extend(name);
-    let pad = size.saturating_sub(80 + ext.len());
-    ext.extend([0, 21]);
-    ext.extend((pad as u16).to_be_bytes());
-    ext.extend(vec![0; pad]);
-    let mut body = vec![3, 3];
-    body.extend([0x11; 32]);
-    body.extend([0, 0, 2, 0x13, 0x01, 1, 0]);
-    body.extend((ext.len() as u16).to_be_bytes());
-    body.extend(ext);
-    let mut rec = vec![0x16, 3, 1];
-    rec.extend(((body.len() + 4) as u16).to_be_bytes());
-    rec.push(1);
-    rec.extend(&(body.len() as u32).to_be_bytes()[1..]);
-    rec.extend(body);
-    rec
+    let name = tls::sni("portal.example.lg.jp");
+    let pad = size.saturating_sub(60 + name.1.len());
+    tls::client_hello(&[name, (21, vec![0; pad])])
 }
 
 /// A whole short TLS connection from an lgwan terminal: handshake, a 1,800-byte

@@ -16,6 +16,9 @@ use common::*;
 use sekisho_engine::Action::{Drop, Forward};
 use sekisho_engine::{Engine, FrameMeta, Gso, Ingress, Now, Verdict};
 use sekisho_testkit::flags::*;
+use sekisho_testkit::tls::{
+    client_hello as hello, hello_retry_request, server_hello_start, sni, sni_names, CCS,
+};
 use sekisho_testkit::*;
 
 const LG_TERM: &str = "198.18.20.5";
@@ -120,6 +123,20 @@ fn breakout(e: &Engine, port: u16) -> Leg<'_> {
     Leg::open(e, (LG_TERM, port), (CLOUD, 443), ("lgwan", "internet"), BREAKOUT)
 }
 
+/// An α' connection whose check is over: a hello for a listed name, the ServerHello's
+/// start, both acknowledged; both inspection states freed.
+fn checked_breakout(e: &Engine, port: u16) -> Leg<'_> {
+    let mut c = breakout(e, port);
+    c.client_passes(&hello(&[sni("portal.example.lg.jp")]));
+    c.server_passes(&server_hello_start());
+    let ack = c.c.client(ACK, b"");
+    c.client_crosses(&ack);
+    let ack = c.c.server(ACK, b"");
+    c.server_crosses(&ack);
+    assert_eq!(e.inspection_stats().active, 0, "both states freed");
+    c
+}
+
 /// The relay delivering into LGWAN, the text leg of the mail path (sz-in, then lg-out),
 /// after the greeting and EHLO; `chunking`: the server announces CHUNKING.
 fn text_leg(e: &Engine, port: u16, chunking: bool) -> Leg<'_> {
@@ -132,46 +149,6 @@ fn text_leg(e: &Engine, port: u16, chunking: bool) -> Leg<'_> {
         m.server_passes(b"250-mail.lgwan\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
     }
     m
-}
-
-/// A ClientHello record with these extensions.
-fn hello(extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
-    let mut body = vec![0x03, 0x03];
-    body.extend([0x11; 32]);
-    body.push(0);
-    body.extend([0x00, 0x02, 0x13, 0x01, 0x01, 0x00]);
-    let mut ext = Vec::new();
-    for (ty, data) in extensions {
-        ext.extend(ty.to_be_bytes());
-        ext.extend((data.len() as u16).to_be_bytes());
-        ext.extend(data);
-    }
-    body.extend((ext.len() as u16).to_be_bytes());
-    body.extend(ext);
-    let mut hs = vec![1];
-    hs.extend(&(body.len() as u32).to_be_bytes()[1..]);
-    hs.extend(body);
-    let mut rec = vec![0x16, 0x03, 0x01];
-    rec.extend((hs.len() as u16).to_be_bytes());
-    rec.extend(hs);
-    rec
-}
-
-/// A server_name extension holding these names (type 0 each).
-fn sni_names(names: &[&[u8]]) -> (u16, Vec<u8>) {
-    let mut list = Vec::new();
-    for n in names {
-        list.push(0);
-        list.extend((n.len() as u16).to_be_bytes());
-        list.extend(*n);
-    }
-    let mut d = (list.len() as u16).to_be_bytes().to_vec();
-    d.extend(list);
-    (0, d)
-}
-
-fn sni(name: &str) -> (u16, Vec<u8>) {
-    sni_names(&[name.as_bytes()])
 }
 
 /// A message with a Windows executable as attachment, as the relay is meant to remove.
@@ -428,27 +405,14 @@ fn finding_a_second_client_hello_after_hello_retry_request_is_not_checked() {
     let mut c = breakout(&e, 50_300);
     c.client_passes(&hello(&[sni("portal.example.lg.jp")]));
     // HelloRetryRequest: a ServerHello whose random is the HRR value (RFC 8446 4.1.3).
-    let hrr_random: [u8; 32] = [
-        0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2,
-        0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
-    ];
-    let mut body = vec![0x03, 0x03];
-    body.extend(hrr_random);
-    body.extend([0, 0x13, 0x01, 0, 0, 6, 0, 0x2b, 0, 2, 3, 4]);
-    let mut hs = vec![2];
-    hs.extend(&(body.len() as u32).to_be_bytes()[1..]);
-    hs.extend(body);
-    let mut hrr = vec![0x16, 0x03, 0x03];
-    hrr.extend((hs.len() as u16).to_be_bytes());
-    hrr.extend(hs);
+    let hrr = hello_retry_request();
     c.server_passes(&hrr);
     // Change cipher spec (middlebox compatibility), then the second hello.
-    let ccs = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
     let mut ok = retried(&e, 50_310, &hrr);
-    let mut listed = ccs.to_vec();
+    let mut listed = CCS.to_vec();
     listed.extend(hello(&[sni("portal.example.lg.jp")]));
     ok.client_passes(&listed);
-    let mut second = ccs.to_vec();
+    let mut second = CCS.to_vec();
     second.extend(hello(&[sni("evil.example.net")]));
     c.client_refused(&second, "deny:app-mismatch");
 }
@@ -483,9 +447,7 @@ fn finding_a_forged_acknowledgement_lets_a_decoy_be_replaced_on_alpha_prime() {
     crossing(&e, NOW, &decoy, &[(inside("lgwan"), BREAKOUT), (outside("internet"), BREAKOUT)]);
     // The accomplice, as the cloud server: acknowledges the decoy, sends a record header.
     let acked = start.wrapping_add(good.len() as u32);
-    // The ServerHello's start, to its random (not a retry).
-    let mut server_hello = vec![0x16, 0x03, 0x03, 0x00, 0x7a, 0x02, 0x00, 0x00, 0x76, 0x03, 0x03];
-    server_hello.extend([0x11; 32]);
+    let server_hello = server_hello_start();
     let forged = ip_frame(
         CLOUD,
         LG_TERM,
@@ -702,38 +664,11 @@ fn held_smtp_smuggling_and_pipelining_on_the_text_leg() {
 
 // ---- a second review: the fixes above, attacked ---------------------------------------
 
-/// A ServerHello's start, to its random: not a retry.
-fn server_hello_start() -> Vec<u8> {
-    let mut sh = vec![0x16, 0x03, 0x03, 0x00, 0x7a, 0x02, 0x00, 0x00, 0x76, 0x03, 0x03];
-    sh.extend([0x11; 32]);
-    sh
-}
-
-/// A HelloRetryRequest record (RFC 8446 4.1.3).
-fn hello_retry_request() -> Vec<u8> {
-    let hrr_random: [u8; 32] = [
-        0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2,
-        0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
-    ];
-    let mut body = vec![0x03, 0x03];
-    body.extend(hrr_random);
-    body.extend([0, 0x13, 0x01, 0, 0, 6, 0, 0x2b, 0, 2, 3, 4]);
-    let mut hs = vec![2];
-    hs.extend(&(body.len() as u32).to_be_bytes()[1..]);
-    hs.extend(body);
-    let mut hrr = vec![0x16, 0x03, 0x03];
-    hrr.extend((hs.len() as u16).to_be_bytes());
-    hrr.extend(hs);
-    hrr
-}
-
 /// `n` bytes of plain text lines.
 fn text(n: usize) -> Vec<u8> {
     let line = b"plain text of the minutes, nothing attached.\r\n";
     line.iter().copied().cycle().take(n).collect()
 }
-
-const CCS: [u8; 6] = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
 
 // ---- findings -----------------------------------------------------------------------------
 
@@ -1030,14 +965,7 @@ fn held_offloaded_frames_with_a_vlan_tag_or_ipv6_extension_headers() {
 #[test]
 fn held_repeats_of_checked_bytes_do_not_stall_the_other_direction() {
     let e = review_engine();
-    let mut c = breakout(&e, 51_800);
-    c.client_passes(&hello(&[sni("portal.example.lg.jp")]));
-    c.server_passes(&server_hello_start());
-    let ack = c.c.client(ACK, b"");
-    c.client_crosses(&ack);
-    let ack = c.c.server(ACK, b"");
-    c.server_crosses(&ack);
-    assert_eq!(e.inspection_stats().active, 0, "both states freed");
+    let mut c = checked_breakout(&e, 51_800);
     // The server's next bytes, and the client's, flow.
     c.server_passes(&[0x16, 0x03, 0x03, 0x00, 0x01, 0x00]);
     c.client_passes(&[0x17, 0x03, 0x03, 0x00, 0x01, 0x00]);
@@ -1059,14 +987,7 @@ fn held_repeats_of_checked_bytes_do_not_stall_the_other_direction() {
 #[test]
 fn finding_a_transfer_past_four_gibibytes_was_refused_where_its_numbers_wrap() {
     let e = review_engine();
-    let mut c = breakout(&e, 51_900);
-    c.client_passes(&hello(&[sni("portal.example.lg.jp")]));
-    c.server_passes(&server_hello_start());
-    let ack = c.c.client(ACK, b"");
-    c.client_crosses(&ack);
-    let ack = c.c.server(ACK, b"");
-    c.server_crosses(&ack);
-    assert_eq!(e.inspection_stats().active, 0, "both states freed");
+    let c = checked_breakout(&e, 51_900);
     let first = 1001u32; // the client's initial sequence number plus one
     let (server_seq, mut acked) = (c.c.server_next(), c.c.client_next());
     let step = |frame: &[u8], hops: [Ingress; 2]| {
@@ -1106,14 +1027,7 @@ fn finding_a_transfer_past_four_gibibytes_was_refused_where_its_numbers_wrap() {
 #[ignore = "finding (low, denial of service): a forged acknowledgement makes a lost segment of the checked beginning unrepeatable"]
 fn finding_a_forged_acknowledgement_makes_a_lost_segment_unrepeatable() {
     let e = review_engine();
-    let mut c = breakout(&e, 52_000);
-    c.client_passes(&hello(&[sni("portal.example.lg.jp")]));
-    c.server_passes(&server_hello_start());
-    let ack = c.c.client(ACK, b"");
-    c.client_crosses(&ack);
-    let ack = c.c.server(ACK, b"");
-    c.server_crosses(&ack);
-    assert_eq!(e.inspection_stats().active, 0, "both states freed");
+    let mut c = checked_breakout(&e, 52_000);
     // The client's Finished: both ports forward it, it is lost on the internet.
     let at = c.c.client_next();
     let finished = [0x17, 0x03, 0x03, 0x00, 0x05, 1, 2, 3, 4, 5];

@@ -9,6 +9,7 @@ use common::*;
 use sekisho_engine::{Action, Engine, FindingKind, FrameMeta, Gso, Ingress, Now, Seen, Verdict};
 use sekisho_policy::{App, Timestamp};
 use sekisho_testkit::flags::*;
+use sekisho_testkit::tls::{client_hello as hello, server_hello_start, sni};
 use sekisho_testkit::*;
 
 use Action::{Drop, Forward};
@@ -267,36 +268,6 @@ fn breakout(e: &Engine, port: u16) -> Conn<'_> {
     Conn::open(e, (LG_TERM, port), (CLOUD, 443), "lgwan", BREAKOUT)
 }
 
-fn hello(extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
-    let mut body = vec![0x03, 0x03];
-    body.extend([0x11; 32]);
-    body.push(0);
-    body.extend([0x00, 0x02, 0x13, 0x01, 0x01, 0x00]);
-    let mut ext = Vec::new();
-    for (ty, data) in extensions {
-        ext.extend(ty.to_be_bytes());
-        ext.extend((data.len() as u16).to_be_bytes());
-        ext.extend(data);
-    }
-    body.extend((ext.len() as u16).to_be_bytes());
-    body.extend(ext);
-    let mut hs = vec![1];
-    hs.extend(&(body.len() as u32).to_be_bytes()[1..]);
-    hs.extend(body);
-    let mut rec = vec![0x16, 0x03, 0x01];
-    rec.extend((hs.len() as u16).to_be_bytes());
-    rec.extend(hs);
-    rec
-}
-
-fn sni(name: &str) -> (u16, Vec<u8>) {
-    let mut d = ((name.len() + 3) as u16).to_be_bytes().to_vec();
-    d.push(0);
-    d.extend((name.len() as u16).to_be_bytes());
-    d.extend(name.as_bytes());
-    (0, d)
-}
-
 /// A post-quantum sized key share (X25519MLKEM768: 1216 bytes), so that the hello does
 /// not fit one segment.
 fn key_share() -> (u16, Vec<u8>) {
@@ -334,9 +305,7 @@ fn alpha_prime_passes_a_client_hello_to_a_listed_name_split_over_segments() {
         assert_eq!((v.action, name(&e, &v).as_str()), (Forward, BREAKOUT), "{name_} in {parts}");
         assert_eq!(v.finding.map(|f| f.kind), None, "the server's side is still to come");
         // The ServerHello's start, to its random: not a HelloRetryRequest.
-        let mut server_hello = vec![0x16, 0x03, 0x03, 0x00, 0x7a, 0x02, 0x00, 0x00, 0x76, 0x03, 0x03];
-        server_hello.extend([0x11; 32]);
-        let v = c.server(&server_hello);
+        let v = c.server(&server_hello_start());
         assert_eq!(v.finding.map(|f| (f.kind, f.seen)), Some((FindingKind::Identified, Seen::Tls)));
     }
 }

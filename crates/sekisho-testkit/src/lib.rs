@@ -463,6 +463,80 @@ method = "web-isolation"
     )
 }
 
+/// TLS records as clients and servers send them, for the inspection tests.
+pub mod tls {
+    /// One handshake message of type `ty` with `body`, in one record of version `record`.
+    fn record(record: [u8; 2], ty: u8, body: &[u8]) -> Vec<u8> {
+        let mut hs = vec![ty];
+        hs.extend(&(body.len() as u32).to_be_bytes()[1..]);
+        hs.extend(body);
+        let mut rec = vec![0x16, record[0], record[1]];
+        rec.extend((hs.len() as u16).to_be_bytes());
+        rec.extend(hs);
+        rec
+    }
+
+    /// A ClientHello record (TLS 1.3 cipher suite, random 0x11 bytes) with these
+    /// extensions (type, data).
+    pub fn client_hello(extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let mut body = vec![0x03, 0x03];
+        body.extend([0x11; 32]);
+        body.push(0);
+        body.extend([0x00, 0x02, 0x13, 0x01, 0x01, 0x00]);
+        let mut ext = Vec::new();
+        for (ty, data) in extensions {
+            ext.extend(ty.to_be_bytes());
+            ext.extend((data.len() as u16).to_be_bytes());
+            ext.extend(data);
+        }
+        body.extend((ext.len() as u16).to_be_bytes());
+        body.extend(ext);
+        record([0x03, 0x01], 1, &body)
+    }
+
+    /// A server_name extension holding these names (type 0 each).
+    pub fn sni_names(names: &[&[u8]]) -> (u16, Vec<u8>) {
+        let mut list = Vec::new();
+        for n in names {
+            list.push(0);
+            list.extend((n.len() as u16).to_be_bytes());
+            list.extend(*n);
+        }
+        let mut d = (list.len() as u16).to_be_bytes().to_vec();
+        d.extend(list);
+        (0, d)
+    }
+
+    /// A server_name extension for one host name.
+    pub fn sni(name: &str) -> (u16, Vec<u8>) {
+        sni_names(&[name.as_bytes()])
+    }
+
+    /// A ServerHello's first 43 bytes, to its random (not a retry).
+    pub fn server_hello_start() -> Vec<u8> {
+        let mut sh = vec![0x16, 0x03, 0x03, 0x00, 0x7a, 0x02, 0x00, 0x00, 0x76, 0x03, 0x03];
+        sh.extend([0x11; 32]);
+        sh
+    }
+
+    /// The random of a HelloRetryRequest (RFC 8446 section 4.1.3).
+    pub const HRR_RANDOM: [u8; 32] = [
+        0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2,
+        0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+    ];
+
+    /// A HelloRetryRequest record: a ServerHello with [`HRR_RANDOM`].
+    pub fn hello_retry_request() -> Vec<u8> {
+        let mut body = vec![0x03, 0x03];
+        body.extend(HRR_RANDOM);
+        body.extend([0, 0x13, 0x01, 0, 0, 6, 0, 0x2b, 0, 2, 3, 4]);
+        record([0x03, 0x03], 2, &body)
+    }
+
+    /// A change-cipher-spec record (TLS 1.3 middlebox compatibility).
+    pub const CCS: [u8; 6] = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -453,26 +453,16 @@ mod tests {
     #[test]
     fn other_protocols_on_the_smtp_port() {
         let e = env(false);
-        let mut s = Smtp::new(false);
-        assert!(matches!(
-            s.feed(&e, true, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").outcome,
-            Outcome::Mismatch(Seen::Http, _)
-        ));
-        let mut s = Smtp::new(false);
-        assert!(matches!(
-            s.feed(&e, true, b"\x16\x03\x01\x00\xc8\x01").outcome,
-            Outcome::Mismatch(Seen::Tls, _)
-        ));
-        let mut s = Smtp::new(false);
-        assert!(matches!(
-            s.feed(&e, false, b"SSH-2.0-OpenSSH_9.6\r\n").outcome,
-            Outcome::Mismatch(Seen::Ssh, _)
-        ));
-        let mut s = Smtp::new(false);
-        assert!(matches!(
-            s.feed(&e, true, b"CONNECT 10.0.0.1:25 HTTP/1.0\r\n").outcome,
-            Outcome::Mismatch(Seen::HttpConnect, _)
-        ));
+        let cases: [(bool, &[u8], Seen); 4] = [
+            (true, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Seen::Http),
+            (true, b"\x16\x03\x01\x00\xc8\x01", Seen::Tls),
+            (false, b"SSH-2.0-OpenSSH_9.6\r\n", Seen::Ssh),
+            (true, b"CONNECT 10.0.0.1:25 HTTP/1.0\r\n", Seen::HttpConnect),
+        ];
+        for (from_initiator, data, seen) in cases {
+            let outcome = Smtp::new(false).feed(&e, from_initiator, data).outcome;
+            assert!(matches!(outcome, Outcome::Mismatch(s, _) if s == seen), "{outcome:?}");
+        }
         // A command pipelined after DATA, before its reply.
         let mut s = Smtp::new(false);
         let o = talk(&mut s, &e, &[(false, b"220 x\r\n"), (true, b"DATA\r\nfrom here on a tunnel\r\n")]);
